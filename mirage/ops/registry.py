@@ -1,0 +1,451 @@
+"""The operator registry: one record per operator, holding every concern of it.
+
+Each ``OpRecord`` says where an op may appear (kernel / block / thread level), how many operands
+it takes, its shape rule, its meaning under the three semantics (float on numpy arrays, finite
+field for the verifier, abstract expression for pruning), its Triton emitter and a FLOP estimate.
+Adding an operator means adding one record here; ``tests/test_ops.py`` checks every record is
+complete.
+
+Graph-defined kernels (``customized``) are not rows: their meaning is their block graph, which the
+semantics walker evaluates. Block inputs, accumulators and outputs are rows: the walker does the
+tiling and the looping, the rows say what happens to each tile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum, auto
+
+import numpy as np
+
+from mirage.ops import field as ff
+from mirage.ops.terms import Term, app, total
+
+Shape = tuple[int, ...]
+
+
+class ShapeError(ValueError):
+    """An operator was given operands whose shapes or attributes it cannot accept."""
+
+
+class Level(Enum):
+    KERNEL = auto()
+    BLOCK = auto()
+    THREAD = auto()
+
+
+class Prop(Enum):
+    ELEMENTWISE = auto()
+    COMMUTATIVE = auto()
+    REDUCTION = auto()
+    VIEW = auto()  # no data movement of its own (transpose)
+    LAX = auto()  # inside the paper's LAX fragment: exact finite-field meaning
+    RANDOM_FUNCTION = auto()  # outside LAX: modelled as a shared random function
+    ACCUMULATOR = auto()  # block-level for-loop accumulator
+    IO = auto()  # input / output placement
+
+
+@dataclass(frozen=True)
+class Finish:
+    """What an accumulator does once after the loop, given the number of reduced elements ``n``."""
+
+    float_fn: Callable[[np.ndarray, int], np.ndarray]
+    ff_fn: Callable[[ff.Field, ff.FFValue, int], ff.FFValue]
+    expr_fn: Callable[[Term, int], Term]
+    emit: Callable[[str, int], str]
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """Every concern of one operator. ``attrs`` names the integer attributes the op requires."""
+
+    name: str
+    levels: frozenset[Level]
+    arity: int
+    props: frozenset[Prop]
+    attrs: tuple[str, ...]
+    shape: Callable[[list[Shape], dict], Shape]
+    float_fn: Callable[..., np.ndarray]  # (arrays..., attrs)
+    ff_fn: Callable[..., ff.FFValue]  # (field, values..., attrs)
+    expr_fn: Callable[[list[Term], dict, list[Shape]], Term]
+    emit: Callable[[list[str], dict, list[Shape]], str]  # Triton expression over operand names
+    flops: Callable[[list[Shape], Shape], int]
+    finish: Finish | None = None  # accumulators only
+
+    def has(self, prop: Prop) -> bool:
+        return prop in self.props
+
+
+# --- shape rules -------------------------------------------------------------------------------
+
+
+def same_shape(shapes: list[Shape], attrs: dict) -> Shape:
+    return shapes[0]
+
+
+def broadcast_shape(shapes: list[Shape], attrs: dict) -> Shape:
+    a, b = shapes
+    if len(a) != len(b):
+        raise ShapeError(f"operands of different rank: {a} and {b}")
+    out = []
+    for x, y in zip(a, b, strict=True):
+        if x != y and 1 not in (x, y):
+            raise ShapeError(f"shapes {a} and {b} do not broadcast")
+        out.append(max(x, y))
+    return tuple(out)
+
+
+def matmul_shape(shapes: list[Shape], attrs: dict) -> Shape:
+    a, b = shapes
+    if len(a) < 2 or len(a) != len(b):
+        raise ShapeError(f"matmul needs operands of equal rank >= 2, got {a} and {b}")
+    if a[:-2] != b[:-2]:
+        raise ShapeError(f"matmul batch dims differ: {a} and {b}")
+    if a[-1] != b[-2]:
+        raise ShapeError(f"matmul contraction mismatch: {a} @ {b}")
+    return (*a[:-1], b[-1])
+
+
+def _dim(shape: Shape, dim: int) -> int:
+    if not -len(shape) <= dim < len(shape):
+        raise ShapeError(f"dim {dim} out of range for shape {shape}")
+    return dim % len(shape)
+
+
+def reduce_shape(shapes: list[Shape], attrs: dict) -> Shape:
+    (a,) = shapes
+    d = _dim(a, attrs["dim"])
+    return (*a[:d], 1, *a[d + 1 :])
+
+
+def last_reduced_shape(shapes: list[Shape], attrs: dict) -> Shape:
+    return (*shapes[0][:-1], 1)
+
+
+def transpose_shape(shapes: list[Shape], attrs: dict) -> Shape:
+    (a,) = shapes
+    d0, d1 = _dim(a, attrs["dim0"]), _dim(a, attrs["dim1"])
+    out = list(a)
+    out[d0], out[d1] = out[d1], out[d0]
+    return tuple(out)
+
+
+# --- float helpers -----------------------------------------------------------------------------
+
+
+def _silu(x):
+    return x / (1.0 + np.exp(-x))
+
+
+def _gelu(x):
+    # tanh approximation (torch: gelu(x, approximate="tanh")); one formula for every backend.
+    c = np.asarray(math.sqrt(2.0 / math.pi), dtype=x.dtype)
+    return 0.5 * x * (1.0 + np.tanh(c * (x + 0.044715 * x * x * x)))
+
+
+def _rms(x, axis=-1):
+    return np.sqrt(np.mean(x * x, axis=axis, keepdims=True))
+
+
+def _transpose(x, attrs):
+    return np.swapaxes(x, attrs["dim0"], attrs["dim1"])
+
+
+def _ff_rms_norm(f: ff.Field, x: ff.FFValue, attrs) -> ff.FFValue:
+    mean_sq = f.scale(f.reduce_sum(f.mul(x, x), -1), 1, x.shape[-1])
+    return f.div(x, f.random_function("sqrt", mean_sq))
+
+
+# --- FLOP estimates ----------------------------------------------------------------------------
+
+
+def _numel(shape: Shape) -> int:
+    return math.prod(shape)
+
+
+def elementwise_flops(shapes: list[Shape], out: Shape) -> int:
+    return _numel(out)
+
+
+def matmul_flops(shapes: list[Shape], out: Shape) -> int:
+    return 2 * _numel(out) * shapes[0][-1]
+
+
+def input_flops(shapes: list[Shape], out: Shape) -> int:
+    return _numel(shapes[0]) if shapes else 0
+
+
+def no_flops(shapes: list[Shape], out: Shape) -> int:
+    return 0
+
+
+# --- the records -------------------------------------------------------------------------------
+
+ALL = frozenset({Level.KERNEL, Level.BLOCK, Level.THREAD})
+KB = frozenset({Level.KERNEL, Level.BLOCK})
+BLOCK = frozenset({Level.BLOCK})
+KERNEL = frozenset({Level.KERNEL})
+
+REGISTRY: dict[str, OpRecord] = {}
+
+
+def _register(rec: OpRecord) -> OpRecord:
+    assert rec.name not in REGISTRY, rec.name
+    REGISTRY[rec.name] = rec
+    return rec
+
+
+def _identity_io(name: str, levels: frozenset[Level], expr_fn) -> OpRecord:
+    return OpRecord(
+        name=name,
+        levels=levels,
+        arity=1,
+        props=frozenset({Prop.IO, Prop.LAX}),
+        attrs=(),
+        shape=same_shape,
+        float_fn=lambda x, attrs: x,
+        ff_fn=lambda f, x, attrs: x,
+        expr_fn=expr_fn,
+        emit=lambda a, attrs, shapes: a[0],
+        flops=no_flops,
+    )
+
+
+def _unary_lax(name, float_fn, ff_fn, expr_fn, emit) -> OpRecord:
+    return OpRecord(
+        name=name,
+        levels=ALL,
+        arity=1,
+        props=frozenset({Prop.ELEMENTWISE, Prop.LAX}),
+        attrs=(),
+        shape=same_shape,
+        float_fn=lambda x, attrs: float_fn(x),
+        ff_fn=lambda f, x, attrs: ff_fn(f, x),
+        expr_fn=lambda a, attrs, shapes: expr_fn(a[0]),
+        emit=lambda a, attrs, shapes: emit(a[0]),
+        flops=elementwise_flops,
+    )
+
+
+def _unary_random(name, float_fn, emit) -> OpRecord:
+    return OpRecord(
+        name=name,
+        levels=ALL,
+        arity=1,
+        props=frozenset({Prop.ELEMENTWISE, Prop.RANDOM_FUNCTION}),
+        attrs=(),
+        shape=same_shape,
+        float_fn=lambda x, attrs: float_fn(x),
+        ff_fn=lambda f, x, attrs: f.random_function(name, x),
+        expr_fn=lambda a, attrs, shapes: app(name, a[0]),
+        emit=lambda a, attrs, shapes: emit(a[0]),
+        flops=elementwise_flops,
+    )
+
+
+def _binary(name, float_fn, ff_fn, emit_op, commutative) -> OpRecord:
+    props = {Prop.ELEMENTWISE, Prop.LAX} | ({Prop.COMMUTATIVE} if commutative else set())
+    return OpRecord(
+        name=name,
+        levels=ALL,
+        arity=2,
+        props=frozenset(props),
+        attrs=(),
+        shape=broadcast_shape,
+        float_fn=lambda x, y, attrs: float_fn(x, y),
+        ff_fn=lambda f, x, y, attrs: ff_fn(f, x, y),
+        expr_fn=lambda a, attrs, shapes: app(name, a[0], a[1]),
+        emit=lambda a, attrs, shapes: f"({a[0]} {emit_op} {a[1]})",
+        flops=elementwise_flops,
+    )
+
+
+_register(_identity_io("input", KB, lambda a, attrs, shapes: a[0]))
+_register(_identity_io("output", BLOCK, lambda a, attrs, shapes: a[0]))
+
+_register(
+    OpRecord(
+        name="matmul",
+        levels=KB,
+        arity=2,
+        props=frozenset({Prop.LAX}),
+        attrs=(),
+        shape=matmul_shape,
+        float_fn=lambda x, y, attrs: np.matmul(x, y),
+        ff_fn=lambda f, x, y, attrs: f.matmul(x, y),
+        expr_fn=lambda a, attrs, shapes: total(shapes[0][-1], app("mul", a[0], a[1])),
+        emit=lambda a, attrs, shapes: f"tl.dot({a[0]}, {a[1]})",
+        flops=matmul_flops,
+    )
+)
+
+_register(
+    _unary_lax("exp", np.exp, ff.Field.exp, lambda x: app("exp", x), lambda x: f"tl.exp({x})")
+)
+_register(
+    _unary_lax(
+        "square",
+        lambda x: x * x,
+        lambda f, x: f.mul(x, x),
+        lambda x: app("mul", x, x),
+        lambda x: f"({x} * {x})",
+    )
+)
+_register(_unary_random("sqrt", np.sqrt, lambda x: f"tl.sqrt({x})"))
+_register(_unary_random("silu", _silu, lambda x: f"({x} * tl.sigmoid({x}))"))
+_register(
+    _unary_random(
+        "gelu",
+        _gelu,
+        # 0.5 * (1 + tanh(z)) == sigmoid(2z): no tanh needed in Triton.
+        lambda x: f"({x} * tl.sigmoid(1.5957691216057308 * ({x} + 0.044715 * {x} * {x} * {x})))",
+    )
+)
+_register(_unary_random("relu", lambda x: np.maximum(x, 0), lambda x: f"tl.maximum({x}, 0.0)"))
+
+_register(_binary("add", np.add, ff.Field.add, "+", commutative=True))
+_register(_binary("sub", np.subtract, ff.Field.sub, "-", commutative=False))
+_register(_binary("mul", np.multiply, ff.Field.mul, "*", commutative=True))
+_register(_binary("div", np.divide, ff.Field.div, "/", commutative=False))
+
+_register(
+    OpRecord(
+        name="reduce_sum",
+        levels=KB,
+        arity=1,
+        props=frozenset({Prop.REDUCTION, Prop.LAX}),
+        attrs=("dim",),
+        shape=reduce_shape,
+        float_fn=lambda x, attrs: np.sum(x, axis=attrs["dim"], keepdims=True),
+        ff_fn=lambda f, x, attrs: f.reduce_sum(x, attrs["dim"]),
+        expr_fn=lambda a, attrs, shapes: total(shapes[0][attrs["dim"]], a[0]),
+        emit=lambda a, attrs, shapes: f"tl.sum({a[0]}, axis={attrs['dim'] % len(shapes[0])}, "
+        "keep_dims=True)",
+        flops=input_flops,
+    )
+)
+
+_register(
+    OpRecord(
+        name="rms_norm",
+        levels=KB,
+        arity=1,
+        props=frozenset({Prop.REDUCTION, Prop.RANDOM_FUNCTION}),
+        attrs=(),
+        shape=same_shape,
+        float_fn=lambda x, attrs: x / _rms(x),
+        ff_fn=_ff_rms_norm,
+        expr_fn=lambda a, attrs, shapes: app(
+            "div", a[0], app("sqrt", total(shapes[0][-1], app("mul", a[0], a[0])))
+        ),
+        emit=lambda a, attrs, shapes: (
+            f"({a[0]} / tl.sqrt(tl.sum({a[0]} * {a[0]}, axis={len(shapes[0]) - 1}, "
+            f"keep_dims=True) / {shapes[0][-1]}))"
+        ),
+        flops=lambda shapes, out: 3 * _numel(out),
+    )
+)
+
+_register(
+    OpRecord(
+        name="transpose",
+        levels=KB,
+        arity=1,
+        props=frozenset({Prop.VIEW, Prop.LAX}),
+        attrs=("dim0", "dim1"),
+        shape=transpose_shape,
+        float_fn=_transpose,
+        ff_fn=lambda f, x, attrs: ff.map_both(x, lambda v: _transpose(v, attrs)),
+        expr_fn=lambda a, attrs, shapes: a[0],
+        emit=lambda a, attrs, shapes: f"tl.trans({a[0]})",
+        flops=no_flops,
+    )
+)
+
+# Accumulators: per iteration the op's float/ff/expr meaning gives the contribution of the tile,
+# contributions are summed over the loop, then ``finish`` runs once after the loop.
+
+_IDENTITY_FINISH = Finish(
+    float_fn=lambda acc, n: acc,
+    ff_fn=lambda f, acc, n: acc,
+    expr_fn=lambda t, n: t,
+    emit=lambda acc, n: acc,
+)
+
+
+def _accumulator(name, shape, float_fn, ff_fn, expr_fn, emit, finish) -> OpRecord:
+    return OpRecord(
+        name=name,
+        levels=BLOCK,
+        arity=1,
+        props=frozenset({Prop.ACCUMULATOR, Prop.REDUCTION, Prop.LAX}),
+        attrs=(),
+        shape=shape,
+        float_fn=lambda x, attrs: float_fn(x),
+        ff_fn=lambda f, x, attrs: ff_fn(f, x),
+        expr_fn=lambda a, attrs, shapes: expr_fn(a[0], shapes[0]),
+        emit=lambda a, attrs, shapes: emit(a[0], len(shapes[0]) - 1),
+        flops=input_flops,
+        finish=finish,
+    )
+
+
+_register(
+    _accumulator(
+        "accum_sum",
+        same_shape,
+        lambda x: x,
+        lambda f, x: x,
+        lambda t, shape: t,
+        lambda x, last: x,
+        _IDENTITY_FINISH,
+    )
+)
+_register(
+    _accumulator(
+        "accum_sum_last",
+        last_reduced_shape,
+        lambda x: np.sum(x, axis=-1, keepdims=True),
+        lambda f, x: f.reduce_sum(x, -1),
+        lambda t, shape: total(shape[-1], t),
+        lambda x, last: f"tl.sum({x}, axis={last}, keep_dims=True)",
+        _IDENTITY_FINISH,
+    )
+)
+_register(
+    _accumulator(
+        "accum_rms_last",
+        last_reduced_shape,
+        lambda x: np.sum(x * x, axis=-1, keepdims=True),
+        lambda f, x: f.reduce_sum(f.mul(x, x), -1),
+        lambda t, shape: total(shape[-1], app("mul", t, t)),
+        lambda x, last: f"tl.sum({x} * {x}, axis={last}, keep_dims=True)",
+        Finish(
+            float_fn=lambda acc, n: np.sqrt(acc / n),
+            ff_fn=lambda f, acc, n: f.random_function("sqrt", f.scale(acc, 1, n)),
+            expr_fn=lambda t, n: app("sqrt", t),
+            emit=lambda acc, n: f"tl.sqrt({acc} / {n})",
+        ),
+    )
+)
+
+ACCUMULATOR_KINDS = {
+    "sum": "accum_sum",
+    "sum_last": "accum_sum_last",
+    "rms_last": "accum_rms_last",
+    "rms": "accum_rms_last",
+}
+
+
+def get(name: str) -> OpRecord:
+    """The record of ``name``; KeyError names the unknown op."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown op {name!r}") from None
+
+
+def ops_with(prop: Prop) -> frozenset[str]:
+    return frozenset(name for name, rec in REGISTRY.items() if prop in rec.props)
