@@ -123,6 +123,9 @@ class _OpMethods:
 
     reduction = reduce_sum  # the upstream name
 
+    def reduce_mean(self, x, dim: int):
+        return self._op("reduce_mean", (x,), {"dim": dim})
+
     def rms_norm(self, x, normalized_shape=None):
         if normalized_shape is not None and tuple(normalized_shape) != x.shape[-1:]:
             raise ValueError("rms_norm normalizes over the last dim only")

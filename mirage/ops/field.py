@@ -144,7 +144,10 @@ class Field:
         out = None
         for start in range(0, k, self.matmul_chunk):
             stop = min(k, start + self.matmul_chunk)
-            part = np.matmul(af[..., start:stop], bf[..., start:stop, :])
+            # Contiguous operands keep numpy on its BLAS path (strided slices fall off it).
+            a_part = np.ascontiguousarray(af[..., start:stop])
+            b_part = np.ascontiguousarray(bf[..., start:stop, :])
+            part = np.matmul(a_part, b_part)
             part = np.fmod(part, modulus).astype(np.int64)
             out = part if out is None else (out + part) % modulus
         return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from mirage.ir import TensorType
 from mirage.ops import OpRecord, Term, total
 from mirage.ops import field as ff
 
@@ -23,20 +22,11 @@ class FloatSemantics:
     def finish(self, rec: OpRecord, acc, count: int):
         return rec.finish.float_fn(acc, count).astype(self.dtype, copy=False)
 
-    def slice(self, value, index):
-        return value[index]
-
     def add(self, a, b):
         return a + b
 
-    def new_output(self, t: TensorType):
-        return np.full(t.shape, np.nan, dtype=self.dtype)  # NaN: an unwritten tile shows
-
-    def write(self, out, index, tile):
-        out[index] = np.broadcast_to(tile, out[index].shape)
-
-    def seal(self, out):
-        return out
+    def transform(self, value, fn):
+        return fn(value)
 
 
 class FieldSemantics:
@@ -53,26 +43,11 @@ class FieldSemantics:
     def finish(self, rec: OpRecord, acc, count: int):
         return rec.finish.ff_fn(self.field, acc, count)
 
-    def slice(self, value, index):
-        return ff.map_both(value, lambda x: x[index])
-
     def add(self, a, b):
         return self.field.add(a, b)
 
-    def new_output(self, t: TensorType):
-        # -1 marks unwritten elements; "q" is dropped at sealing if any tile had no Z_q half.
-        return {"p": np.full(t.shape, -1, np.int64), "q": np.full(t.shape, -1, np.int64),
-                "q_defined": True}
-
-    def write(self, out, index, tile):
-        out["p"][index] = np.broadcast_to(tile.p, out["p"][index].shape)
-        if tile.q is None:
-            out["q_defined"] = False
-        else:
-            out["q"][index] = np.broadcast_to(tile.q, out["q"][index].shape)
-
-    def seal(self, out) -> ff.FFValue:
-        return ff.FFValue(out["p"], out["q"] if out["q_defined"] else None)
+    def transform(self, value, fn):
+        return ff.map_both(value, fn)
 
 
 class ExprSemantics:

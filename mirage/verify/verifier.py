@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mirage.ir import KernelGraph
+from mirage.ir import DEFAULT_TARGET, KernelGraph, Target, check
 from mirage.ops import Term, var
 from mirage.ops.field import Field, NotLaxError, Q
 from mirage.semantics import ExprSemantics, FieldSemantics, FloatSemantics, evaluate
@@ -141,8 +141,6 @@ def field_trial(program: KernelGraph, candidate: KernelGraph, field: Field) -> s
     expected = evaluate(program, inputs, sem)
     got = evaluate(candidate, inputs, sem)
     for k, (a, b) in enumerate(zip(expected, got, strict=True)):
-        if (b.p < 0).any():
-            return f"output {k} has elements no block wrote"
         differ = np.count_nonzero(a.p != b.p)
         if differ:
             return f"output {k}: {differ} of {a.p.size} elements differ in Z_p"
@@ -167,8 +165,11 @@ def float_error(program: KernelGraph, candidate: KernelGraph, config: VerifyConf
 
 
 def verify(program: KernelGraph, candidate: KernelGraph,
-           config: VerifyConfig = VerifyConfig()) -> Verdict:
-    """Is ``candidate`` equivalent to ``program``? Finite-field trials first, then floats."""
+           config: VerifyConfig = VerifyConfig(), target: Target = DEFAULT_TARGET) -> Verdict:
+    """Is ``candidate`` equivalent to ``program``? Validity, finite-field trials, then floats."""
+    broken = check(candidate, target)
+    if broken:
+        return Verdict(False, f"invalid candidate: {broken[0]}")
     reason = signature_mismatch(program, candidate)
     if reason:
         return Verdict(False, reason)
