@@ -121,9 +121,12 @@ def check(graph: KernelGraph, target: Target = DEFAULT_TARGET) -> list[IRError]:
         except IRError as e:
             errors.append(e.at(where))
             return errors  # later nodes depend on this one: stop at the first broken node
-        if new.outputs != node.outputs or new.block != node.block:
+        if new.outputs != node.outputs:
             errors.append(IRError(Rule.TYPE_DISAGREES, f"stored {[str(t) for t in node.outputs]}"
                                   f" vs derived {[str(t) for t in new.outputs]}", where))
+        elif new.block != node.block:
+            errors.append(IRError(Rule.TYPE_DISAGREES, "stored tile types disagree with the "
+                                  "ones derived from the grid, loop range and maps", where))
         if new.block is not None:
             errors += [e.at(where) for e in block_rules(new.block, target)]
         derived.append(new)

@@ -68,8 +68,8 @@ def check_type(t: TensorType) -> TensorType:
 def _apply_rule(op: str, level: Level, arg_types: list[TensorType], attrs: dict) -> TensorType:
     try:
         rec = get(op)
-    except KeyError as e:
-        raise IRError(Rule.UNKNOWN_OP, str(e)) from None
+    except KeyError:
+        raise IRError(Rule.UNKNOWN_OP, repr(op)) from None
     if level not in rec.levels:
         raise IRError(Rule.WRONG_LEVEL, f"{op} is not a {level.name.lower()}-level op")
     if len(arg_types) != rec.arity:

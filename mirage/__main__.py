@@ -1,0 +1,5 @@
+import sys
+
+from mirage.cli import main
+
+sys.exit(main())
