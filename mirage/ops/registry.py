@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, auto
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +74,9 @@ class OpRecord:
     emit: Callable[[list[str], dict, list[Shape]], str]  # Triton expression over operand names
     flops: Callable[[list[Shape], Shape], int]
     finish: Finish | None = None  # accumulators only
+    # Kernel level on torch tensors: (out, *tensors, attrs) -> result, written into the
+    # preallocated ``out`` where the op has one (views return a view and get ``out=None``).
+    torch_fn: Callable[..., Any] | None = None
 
     def has(self, prop: Prop) -> bool:
         return prop in self.props
@@ -158,6 +162,46 @@ def _ff_rms_norm(f: ff.Field, x: ff.FFValue, attrs) -> ff.FFValue:
     return f.div(x, f.random_function("sqrt", mean_sq))
 
 
+# --- Triton helpers (codegen passes squeezed shapes and the graph's dtype in attrs) -------------
+
+
+def _dot_precision(attrs: dict) -> str:
+    # fp32 operands would default to tf32 on tensor cores; the float semantics want fp32.
+    return ', input_precision="ieee"' if attrs.get("dtype") == "fp32" else ""
+
+
+def _emit_transpose(x: str, attrs: dict, rank: int) -> str:
+    if rank == 2:
+        return f"tl.trans({x})"
+    perm = list(range(rank))
+    d0, d1 = attrs["dim0"] % rank, attrs["dim1"] % rank
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    return f"tl.permute({x}, {tuple(perm)})"
+
+
+# --- torch meanings (kernel level; torch is imported on first use) ------------------------------
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _torch_unary(name: str):
+    # exp, square, sqrt: torch has the same name with an ``out=``
+    return lambda out, x, attrs: getattr(_torch(), name)(x, out=out)
+
+
+def _torch_binary(name: str):
+    return lambda out, x, y, attrs: getattr(_torch(), name)(x, y, out=out)
+
+
+def _torch_rms_norm(out, x, attrs):
+    xf = x.float()
+    return out.copy_(xf * _torch().rsqrt(xf.square().mean(-1, keepdim=True)))
+
+
 # --- FLOP estimates ----------------------------------------------------------------------------
 
 
@@ -213,7 +257,7 @@ def _identity_io(name: str, levels: frozenset[Level], expr_fn) -> OpRecord:
     )
 
 
-def _unary_lax(name, float_fn, ff_fn, expr_fn, emit) -> OpRecord:
+def _unary_lax(name, float_fn, ff_fn, expr_fn, emit, torch_fn=None) -> OpRecord:
     return OpRecord(
         name=name,
         levels=ALL,
@@ -226,10 +270,11 @@ def _unary_lax(name, float_fn, ff_fn, expr_fn, emit) -> OpRecord:
         expr_fn=lambda a, attrs, shapes: expr_fn(a[0]),
         emit=lambda a, attrs, shapes: emit(a[0]),
         flops=elementwise_flops,
+        torch_fn=torch_fn or _torch_unary(name),
     )
 
 
-def _unary_random(name, float_fn, emit) -> OpRecord:
+def _unary_random(name, float_fn, emit, torch_fn=None) -> OpRecord:
     return OpRecord(
         name=name,
         levels=ALL,
@@ -242,6 +287,7 @@ def _unary_random(name, float_fn, emit) -> OpRecord:
         expr_fn=lambda a, attrs, shapes: app(name, a[0]),
         emit=lambda a, attrs, shapes: emit(a[0]),
         flops=elementwise_flops,
+        torch_fn=torch_fn or _torch_unary(name),
     )
 
 
@@ -259,6 +305,7 @@ def _binary(name, float_fn, ff_fn, emit_op, commutative) -> OpRecord:
         expr_fn=lambda a, attrs, shapes: app(name, a[0], a[1]),
         emit=lambda a, attrs, shapes: f"({a[0]} {emit_op} {a[1]})",
         flops=elementwise_flops,
+        torch_fn=_torch_binary(name),
     )
 
 
@@ -276,8 +323,9 @@ _register(
         float_fn=lambda x, y, attrs: np.matmul(x, y),
         ff_fn=lambda f, x, y, attrs: f.matmul(x, y),
         expr_fn=lambda a, attrs, shapes: total(shapes[0][-1], app("mul", a[0], a[1])),
-        emit=lambda a, attrs, shapes: f"tl.dot({a[0]}, {a[1]})",
+        emit=lambda a, attrs, shapes: f"tl.dot({a[0]}, {a[1]}{_dot_precision(attrs)})",
         flops=matmul_flops,
+        torch_fn=lambda out, x, y, attrs: _torch().matmul(x, y, out=out),
     )
 )
 
@@ -294,16 +342,31 @@ _register(
     )
 )
 _register(_unary_random("sqrt", np.sqrt, lambda x: f"tl.sqrt({x})"))
-_register(_unary_random("silu", _silu, lambda x: f"({x} * tl.sigmoid({x}))"))
+_register(
+    _unary_random(
+        "silu",
+        _silu,
+        lambda x: f"({x} * tl.sigmoid({x}))",
+        lambda out, x, attrs: _torch().sigmoid(x, out=out).mul_(x),
+    )
+)
 _register(
     _unary_random(
         "gelu",
         _gelu,
         # 0.5 * (1 + tanh(z)) == sigmoid(2z): no tanh needed in Triton.
         lambda x: f"({x} * tl.sigmoid(1.5957691216057308 * ({x} + 0.044715 * {x} * {x} * {x})))",
+        lambda out, x, attrs: out.copy_(_torch().nn.functional.gelu(x, approximate="tanh")),
     )
 )
-_register(_unary_random("relu", lambda x: np.maximum(x, 0), lambda x: f"tl.maximum({x}, 0.0)"))
+_register(
+    _unary_random(
+        "relu",
+        lambda x: np.maximum(x, 0),
+        lambda x: f"tl.maximum({x}, 0.0)",
+        lambda out, x, attrs: _torch().clamp_min(x, 0, out=out),
+    )
+)
 
 _register(_binary("add", np.add, ff.Field.add, "+", commutative=True))
 _register(_binary("sub", np.subtract, ff.Field.sub, "-", commutative=False))
@@ -324,6 +387,7 @@ _register(
         emit=lambda a, attrs, shapes: f"tl.sum({a[0]}, axis={attrs['dim'] % len(shapes[0])}, "
         "keep_dims=True)",
         flops=input_flops,
+        torch_fn=lambda out, x, attrs: _torch().sum(x, dim=attrs["dim"], keepdim=True, out=out),
     )
 )
 
@@ -345,6 +409,7 @@ _register(
             f"keep_dims=True) / {shapes[0][-1]}))"
         ),
         flops=lambda shapes, out: 3 * _numel(out),
+        torch_fn=_torch_rms_norm,
     )
 )
 
@@ -359,8 +424,9 @@ _register(
         float_fn=_transpose,
         ff_fn=lambda f, x, attrs: ff.map_both(x, lambda v: _transpose(v, attrs)),
         expr_fn=lambda a, attrs, shapes: a[0],
-        emit=lambda a, attrs, shapes: f"tl.trans({a[0]})",
+        emit=lambda a, attrs, shapes: _emit_transpose(a[0], attrs, len(shapes[0])),
         flops=no_flops,
+        torch_fn=lambda out, x, attrs: x.transpose(attrs["dim0"], attrs["dim1"]),  # a view
     )
 )
 
@@ -386,7 +452,9 @@ def _accumulator(name, shape, float_fn, ff_fn, expr_fn, emit, finish) -> OpRecor
         float_fn=lambda x, attrs: float_fn(x),
         ff_fn=lambda f, x, attrs: ff_fn(f, x),
         expr_fn=lambda a, attrs, shapes: expr_fn(a[0], shapes[0]),
-        emit=lambda a, attrs, shapes: emit(a[0], len(shapes[0]) - 1),
+        # attrs["deferred"]: the codegen keeps a full-tile accumulator and sums its last dim once
+        # after the loop, so the emitter gives only the elementwise part of the contribution.
+        emit=lambda a, attrs, shapes: emit(a[0], len(shapes[0]) - 1, attrs.get("deferred")),
         flops=input_flops,
         finish=finish,
     )
@@ -399,7 +467,7 @@ _register(
         lambda x: x,
         lambda f, x: x,
         lambda t, shape: t,
-        lambda x, last: x,
+        lambda x, last, deferred: x,
         _IDENTITY_FINISH,
     )
 )
@@ -410,7 +478,7 @@ _register(
         lambda x: np.sum(x, axis=-1, keepdims=True),
         lambda f, x: f.reduce_sum(x, -1),
         lambda t, shape: total(shape[-1], t),
-        lambda x, last: f"tl.sum({x}, axis={last}, keep_dims=True)",
+        lambda x, last, deferred: x if deferred else f"tl.sum({x}, axis={last}, keep_dims=True)",
         _IDENTITY_FINISH,
     )
 )
@@ -421,7 +489,8 @@ _register(
         lambda x: np.sum(x * x, axis=-1, keepdims=True),
         lambda f, x: f.reduce_sum(f.mul(x, x), -1),
         lambda t, shape: total(shape[-1], app("mul", t, t)),
-        lambda x, last: f"tl.sum({x} * {x}, axis={last}, keep_dims=True)",
+        lambda x, last, deferred: f"({x} * {x})" if deferred
+        else f"tl.sum({x} * {x}, axis={last}, keep_dims=True)",
         Finish(
             float_fn=lambda acc, n: np.sqrt(acc / n),
             ff_fn=lambda f, acc, n: f.random_function("sqrt", f.scale(acc, 1, n)),
