@@ -1,0 +1,114 @@
+"""Launch configs of generated kernels: a heuristic without a GPU, a timed choice with one.
+
+The µGraph fixes each kernel's grid and tiles, so what is left free is how Triton runs a block:
+``num_warps`` (threads per block) and ``num_stages`` (software-pipelining depth of the for-loop's
+loads). ``candidates`` lists the configs worth timing; ``pick`` times them on the GPU with a cold
+L2 (a buffer larger than L2 is rewritten before every launch, as ``triton.testing.do_bench``
+does) and keeps the fastest median.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from mirage.codegen import KernelSpec
+
+L2_FLUSH_BYTES = 256 << 20
+
+
+@dataclass(frozen=True)
+class Config:
+    num_warps: int
+    num_stages: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def heuristic(spec: KernelSpec) -> Config:
+    """A reasonable config without timing: ~1-4K tile elements per warp, 3 stages if looping."""
+    warps = 4
+    if spec.max_tile_numel >= 8192:
+        warps = 8
+    elif spec.max_tile_numel <= 1024:
+        warps = 2
+    stages = 1 if spec.forloop_range == 1 else min(3, spec.forloop_range + 1)
+    return Config(warps, stages)
+
+
+def candidates(spec: KernelSpec) -> list[Config]:
+    """Configs to time for ``spec``, the heuristic's first."""
+    if spec.forloop_range == 1:
+        grid = [Config(w, 1) for w in (1, 2, 4, 8)]
+    else:
+        grid = [Config(w, s) for w in (4, 8) for s in (2, 3, 4)]
+        if spec.max_tile_numel <= 2048:
+            grid.append(Config(2, 3))
+    first = heuristic(spec)
+    return [first] + [c for c in grid if c != first]
+
+
+def pick(launch: Callable[[Config], None], configs: list[Config], *, reps: int = 25
+         ) -> tuple[Config, dict[str, float]]:
+    """Time ``launch(config)`` for each config on the current CUDA device; the fastest wins.
+
+    Returns the winner and the median µs of every config that ran (configs that fail to
+    compile or launch, e.g. for lack of shared memory, are skipped).
+    """
+    import torch
+
+    flush = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
+    results: dict[str, float] = {}
+    best: tuple[float, Config] | None = None
+    for cfg in configs:
+        try:
+            launch(cfg)  # compile and warm up
+            torch.cuda.synchronize()
+        except Exception:  # noqa: BLE001 - a config the GPU rejects is just not a candidate
+            continue
+        times = []
+        for _ in range(reps):
+            flush.zero_()
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            launch(cfg)
+            end.record()
+            times.append((start, end))
+        torch.cuda.synchronize()
+        us = sorted(s.elapsed_time(e) * 1000.0 for s, e in times)[reps // 2]
+        results[f"w{cfg.num_warps}s{cfg.num_stages}"] = us
+        if best is None or us < best[0]:
+            best = (us, cfg)
+    if best is None:
+        raise RuntimeError("no launch config ran")
+    return best[1], results
+
+
+def precompile(launches: list[Callable[[], None]], workers: int = 16) -> None:
+    """Compile many kernel variants at once (Triton's async-compile mode, where it exists).
+
+    Each callable warms up one (kernel, config) pair; with ``AsyncCompileMode`` the compiles run
+    in a thread pool and land in the JIT's cache. Without it (other Triton versions) this is a
+    plain loop. Failures surface later, when ``pick`` launches the config.
+    """
+    try:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from triton.runtime._async_compile import AsyncCompileMode
+    except ImportError:
+        AsyncCompileMode = None  # noqa: N806
+    if AsyncCompileMode is None:
+        for fn in launches:
+            try:
+                fn()
+            except Exception:  # noqa: BLE001
+                pass
+        return
+    with ThreadPoolExecutor(workers) as pool, AsyncCompileMode(pool, ignore_errors=True):
+        for fn in launches:
+            try:
+                fn()
+            except Exception:  # noqa: BLE001
+                pass

@@ -1,0 +1,83 @@
+"""GPU tier: the six reference µGraphs at full shapes on the CUDA device (marker ``gpu``).
+
+Run with ``make test-gpu`` (``pytest -m gpu``); skipped without CUDA. Inputs are drawn as the
+kernel benchmark draws them (``scripts/bench_kernels.py``), checked against the fp32 reference.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mirage.runtime import ArgumentError, compile
+from mirage.workloads import BATCHES, REFERENCES, SHAPES, WORKLOADS
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+
+def _bench():
+    from scripts import bench_kernels  # the benchmark's input ranges and fp32 reference
+
+    return bench_kernels
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIRAGE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("b", BATCHES)
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_reference_full_shapes(name, b):
+    bench = _bench()
+    shapes = SHAPES[name](b)
+    fn = compile(REFERENCES[name](shapes, "fp16"), tune=False)
+    for seed in (1, 2):
+        l2, _ = bench.check(fn, name, shapes, seed, torch.device("cuda"), poison=True)
+        assert l2 <= bench.TOLERANCE, f"{name} b={b} seed {seed}: relative L2 {l2:.2e}"
+
+
+def test_cuda_graph_capture_and_replay():
+    bench = _bench()
+    shapes = SHAPES["rmsnorm"](1)
+    fn = compile(REFERENCES["rmsnorm"](shapes, "fp16"), tune=False)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    inputs = bench.draw("rmsnorm", shapes, gen, "cuda")
+    out = torch.empty(tuple(bench.reference("rmsnorm", inputs).shape), dtype=torch.float16,
+                      device="cuda")
+    fn(*inputs, out=[out])  # warm up outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn(*inputs, out=[out])
+    fresh = bench.draw("rmsnorm", shapes, gen, "cuda")
+    for x, y in zip(inputs, fresh, strict=True):
+        x.copy_(y)
+    out.fill_(float("nan"))
+    graph.replay()
+    torch.cuda.synchronize()
+    l2, _ = bench.errors(out, bench.reference("rmsnorm", fresh))
+    assert l2 <= bench.TOLERANCE
+
+
+def test_cpu_tensor_wrong_shape_and_dtype_name_the_argument():
+    shapes = SHAPES["lora"](1)
+    fn = compile(REFERENCES["lora"](shapes, "fp16"), tune=False)
+    xs = [torch.randn(s, device="cuda", dtype=torch.float16) for s in shapes.values()]
+    with pytest.raises(ArgumentError, match=r"argument 'X' \(input 0\) is on cpu"):
+        fn(xs[0].cpu(), *xs[1:])
+    with pytest.raises(ArgumentError, match=r"argument 'W' \(input 1\) has shape"):
+        fn(xs[0], xs[1][:, :8], *xs[2:])
+    with pytest.raises(ArgumentError, match=r"argument 'B' \(input 3\) has dtype torch.float32"):
+        fn(*xs[:3], xs[3].float())
+
+
+def test_tuning_is_cached():
+    shapes = SHAPES["lora"](1)
+    graph = REFERENCES["lora"](shapes, "fp16")
+    first = compile(graph)
+    assert first.tuned and all("timings_us" in v for v in first.tuned.values())
+    second = compile(graph)
+    assert second.tuned == first.tuned
+    assert [x.config for x in second.launches.values()] == \
+        [x.config for x in first.launches.values()]
