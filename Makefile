@@ -30,6 +30,10 @@ test: $(STAMP)  ## set up .venv and run the CPU test tier (lint, unit, interpret
 test-gpu: $(STAMP)  ## the GPU test tier (needs CUDA)
 	$(VPY) -m pytest -q -m gpu
 
+.PHONY: bench-kernels
+bench-kernels: $(STAMP)  ## the six reference uGraphs vs eager and the memory floor (needs CUDA)
+	$(VPY) scripts/bench_kernels.py $(BENCH_ARGS)
+
 check-saved: $(STAMP)  ## validate and verify every file in saved_mugraphs/
 	$(VPY) -m mirage check saved_mugraphs/*.json
 
