@@ -37,6 +37,21 @@ bench-kernels: $(STAMP)  ## the six reference uGraphs vs eager and the memory fl
 check-saved: $(STAMP)  ## validate and verify every file in saved_mugraphs/
 	$(VPY) -m mirage check saved_mugraphs/*.json
 
+# Figure 7 and the Hopper runs (scripts/fig7.py); GPU= names the card (checked against NVML),
+# FORCE_GPU=1 files results under GPU= anyway and records the override, RESUME=1 continues an
+# interrupted run, FIG7_ARGS passes more options (python -m scripts.fig7 --help).
+.PHONY: fig7 hopper verify
+FIG7_FLAGS = $(if $(FORCE_GPU),--force-gpu) $(if $(RESUME),--resume) $(FIG7_ARGS)
+
+fig7: $(STAMP)  ## Figure 7 on this GPU, b in {1, 8}: make fig7 GPU=a100 [FORCE_GPU=1]
+	@$(VPY) -m scripts.fig7 $(if $(GPU),--gpu $(GPU)) --batches 1,8 $(FIG7_FLAGS)
+
+hopper: $(STAMP)  ## Figure 7 on an H100, b in {1, 8, 16} (GPU=h200 on an H200)
+	@$(VPY) -m scripts.fig7 --gpu $(or $(GPU),h100) --batches 1,8,16 $(FIG7_FLAGS)
+
+verify: $(STAMP)  ## check results/<gpu>/ against expected/ (bands decide; paper claims shown)
+	@$(VPY) -m scripts.verify $(if $(GPU),--gpu $(GPU))
+
 clean:  ## remove run output and caches (keeps .venv)
 	rm -rf results .cache .pytest_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,177 @@
+"""Figure 7 (and the Hopper runs) on this GPU: ``python -m scripts.fig7 --gpu a100 --batches 1,8``.
+
+Checks that a CUDA GPU is there and is the one asked for (``--force-gpu`` files results under the
+asked name anyway and records the override), measures every case x batch x implementation with
+one timing method, and publishes ``results/<gpu>/``: records.jsonl, metadata.json, table.txt,
+fig7.png, proposed_bands.json (see ``scripts/harness/records.py``). ``make fig7`` / ``make hopper``
+call this. An interrupted run publishes nothing; ``--resume`` continues it (same GPU, code and
+settings), keeping what it had measured. Exit status: 0 done, 2 usage or GPU mismatch, 3 no GPU,
+4 cannot time, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import secrets
+import sys
+import time
+from pathlib import Path
+
+from baselines import compiled
+from scripts.harness import metadata
+from scripts.harness.cases import BATCHES_A100, CASES, select
+
+PROG = "fig7"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m scripts.fig7", description=__doc__.split("\n")[0])
+    p.add_argument("--gpu", default=None,
+                   help="card the results are for (a100, h100, ...); default: the detected one")
+    p.add_argument("--force-gpu", action="store_true",
+                   help="file results under --gpu even if NVML reports another card (recorded)")
+    p.add_argument("--batches", default=",".join(map(str, BATCHES_A100)),
+                   help="comma list of batch sizes (default 1,8; make hopper passes 1,8,16)")
+    p.add_argument("--cases", default=None, help=f"comma list of cases (default all: "
+                                                 f"{','.join(CASES)})")
+    p.add_argument("--baselines", default=None,
+                   help="comma list of baselines (default: all that apply)")
+    p.add_argument("--no-mirage", action="store_true", help="measure the baselines only")
+    p.add_argument("--samples", type=int, default=100, help="timing samples per implementation")
+    p.add_argument("--calls-per-graph", type=int, default=128,
+                   help="calls captured in one CUDA graph (one sample = one replay)")
+    p.add_argument("--warm", action="store_true",
+                   help="also time each implementation on one input set (warm L2)")
+    p.add_argument("--compile-mode", default=compiled.DEFAULT_MODE, choices=compiled.MODES,
+                   help="torch.compile mode of the torch.compile baseline (recorded)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run with the same GPU, code and settings")
+    p.add_argument("--seed", type=int, default=None,
+                   help="input seed (default: fresh; a resumed run keeps its own)")
+    p.add_argument("--device", default="cuda",
+                   help="torch device (cpu only makes sense for tests with a fake timer)")
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--saved", type=Path, default=Path("saved_mugraphs"))
+    p.add_argument("--cache", type=Path, default=Path(".cache"))
+    return p.parse_args(argv)
+
+
+def load_timer(calls_per_graph: int):
+    """The one timer every implementation is measured with, and its method name."""
+    from mirage.profile.timing import METHOD, time_gpu
+
+    def timer(fn, input_sets, samples):
+        return time_gpu(fn, input_sets, calls_per_graph=calls_per_graph, samples=samples,
+                        warmup=3)
+
+    return timer, METHOD
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return code
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def main(argv=None, *, detect=metadata.detect_gpu, timer_loader=load_timer, nvml=None,
+         compile_graph=None) -> int:
+    args = parse_args(argv)
+    try:
+        info = detect()
+    except metadata.NoGpu as e:
+        return _fail(3, f"no CUDA GPU visible ({e}); this target needs one")
+    try:
+        gpu, override = metadata.resolve_gpu(args.gpu, info, args.force_gpu)
+        cases = tuple(select(args.cases, CASES))
+        batches = tuple(int(b) for b in args.batches.split(",") if b.strip())
+        baselines = None if not args.baselines else frozenset(
+            b.strip() for b in args.baselines.split(","))
+    except metadata.GpuMismatch as e:
+        return _fail(2, str(e))
+    except ValueError as e:
+        return _fail(2, f"bad argument: {e}")
+    try:
+        timer, method = timer_loader(args.calls_per_graph)
+    except Exception as e:
+        return _fail(4, f"cannot time: mirage.profile.timing not importable "
+                        f"({type(e).__name__}: {e})")
+
+    # Imported here so that the checks above run (and fail cleanly) without them.
+    from scripts.harness import checker, plot, report
+    from scripts.harness.analysis import speedups
+    from scripts.harness.measure import Context, Settings
+    from scripts.harness.records import Staging
+    from scripts.harness.run import Plan, run
+
+    compiled.mode = args.compile_mode
+    static = metadata.static_info(info, nvml)
+    plan = Plan(cases, batches, baselines, not args.no_mirage, args.saved, args.cache)
+    settings = Settings(seed=0, device=args.device, samples=args.samples, warm=args.warm,
+                        l2_bytes=info.l2_bytes, max_sets=args.calls_per_graph)
+    plan_meta = {"cases": [c.name for c in cases], "batches": list(batches),
+                 "baselines": sorted(baselines) if baselines else "all applicable",
+                 "mirage": plan.mirage, "calls_per_graph": args.calls_per_graph,
+                 "compile_mode": args.compile_mode}
+    # Everything the measurements depend on: only a run with the same identity is resumed.
+    identity = {"gpu": gpu, "gpu_uuid": info.uuid, "method": method, "plan": plan_meta,
+                "code": static["code"]["fingerprint"],
+                "settings": {k: v for k, v in dataclasses.asdict(settings).items()
+                             if k != "seed"}}
+    staging = Staging.resume(args.results, gpu, identity) if args.resume else None
+    if args.resume and staging is None:
+        print(f"{PROG}: no interrupted run with these settings and this code to resume; "
+              "starting afresh", file=sys.stderr)
+    if staging is None:
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        seed = args.seed if args.seed is not None else secrets.randbits(31)
+        staging = Staging(args.results, gpu, run_id, identity, seed)
+    run_id = staging.run_id
+    settings = dataclasses.replace(settings, seed=staging.seed)
+    meta = {"command": sys.argv, "started": _now(), "method": method,
+            "gpu_info": static["gpu"], "software": static["software"], "host": static["host"],
+            "code": static["code"], "commit": static["code"]["commit"], "gpu_override": override,
+            "settings": dataclasses.asdict(settings), "plan": plan_meta,
+            "resumed": {"records_kept": len(staging.records)} if staging.records else None,
+            "nvml_before": metadata.snapshot(info, nvml)}
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    ctx = Context(gpu, run_id, meta["commit"], settings, timer, staging.add, log,
+                  gpu_key=info.uuid or info.slug)
+    log(f"{PROG}: {plan.size()} measurements on {info.name}, results/{gpu}, run {run_id}")
+    try:
+        run(ctx, plan, compile_graph, skip=frozenset(staging.done()))
+    except KeyboardInterrupt:
+        return _fail(130, f"interrupted: nothing published; {len(staging.records)} records kept "
+                          f"in {staging.dir}; continue with --resume (make ... RESUME=1)")
+    meta["nvml_after"] = metadata.snapshot(info, nvml)
+    meta["finished"] = _now()
+
+    # Derived outputs: a failure here loses the derived file, never the records.
+    meta_for_report = {**meta, "gpu": gpu, "run_id": run_id}
+    ups = speedups(staging.records)
+    text = report.table(meta_for_report, staging.records)
+    staging.write_text("table.txt", text)
+    try:
+        staging.write_bytes("fig7.png", plot.render(
+            staging.records, f"Mirage vs best baseline on {info.name} (run {run_id})"))
+    except Exception as e:
+        log(f"{PROG}: figure not drawn ({type(e).__name__}: {e}); "
+            f"redraw with python -m scripts.report {args.results / gpu}")
+    proposed = checker.propose_bands(meta_for_report, ups)
+    staging.write_text("proposed_bands.json", json.dumps(proposed, indent=1) + "\n")
+    final = staging.publish(meta)
+    print(text)
+    log(f"{PROG}: published {final}/ ({len(staging.records)} records); "
+        "check with: make verify")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Compare measured speedups with ``expected/``: our reference bands decide, the paper's claims
+are shown beside them.
+
+``expected/reference_bands.json`` holds one band per (GPU, case, batch): the speedup we measured
+ourselves with its tolerance and provenance, or ``"status": "to be measured"`` until a run has
+been adopted (``python -m scripts.verify --adopt --gpu h100``). ``expected/paper_claims.json``
+holds the paper's statements (PAPER.md); they are printed, never a verdict, because the paper
+gives most numbers only for some GPU or as a range over batch sizes.
+
+Verdicts per (case, b): PASS (inside the band), MISS (outside), MISSING (a band, but no Mirage
+speedup was measured), WRONG (Mirage failed its check: never acceptable), TO MEASURE (band not
+measured yet), NO BAND (measured, no band). MISS, MISSING and WRONG fail the check.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from scripts.harness import records as rec
+from scripts.harness.analysis import Speedup, case_order
+from scripts.harness.cases import CASES
+
+CLAIMS_FILE = "paper_claims.json"
+BANDS_FILE = "reference_bands.json"
+TO_BE_MEASURED = "to be measured"
+MEASURED = "measured"
+
+PASS, MISS, MISSING, WRONG = "PASS", "MISS", "MISSING", "WRONG"
+TO_MEASURE, NO_BAND = "TO MEASURE", "NO BAND"
+FAILING = (MISS, MISSING, WRONG)
+
+
+class ExpectedError(Exception):
+    """``expected/`` is malformed; the message names the file and entry."""
+
+
+@dataclass(frozen=True)
+class Band:
+    gpu: str
+    case: str
+    batch: int
+    status: str  # "measured" or "to be measured"
+    speedup: float | None = None
+    low: float | None = None
+    high: float | None = None
+    tolerance: float | None = None
+    launch_bound: bool = False
+    provenance: dict | None = None
+
+    def text(self) -> str:
+        if self.status != MEASURED:
+            return TO_BE_MEASURED
+        return f"{self.low:.2f}-{self.high:.2f}x"
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    figure: str
+    text: str
+    source: str
+    case: str | None = None
+    gpu: str | None = None  # None: the paper does not say which GPU
+    low: float | None = None
+    high: float | None = None
+
+    def label(self) -> str:
+        return f"{self.text} ({self.gpu.upper() if self.gpu else 'GPU not stated'})"
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ExpectedError(f"{path}: unreadable ({e})") from None
+
+
+def _typed(cls, entry: dict, where: str):
+    try:
+        return cls(**entry)
+    except TypeError as e:
+        raise ExpectedError(f"{where}: {e}") from None
+
+
+def load_claims(expected: Path) -> list[Claim]:
+    path = Path(expected) / CLAIMS_FILE
+    return [_typed(Claim, c, f"{path}: claims[{i}]")
+            for i, c in enumerate(_read(path).get("claims", []))]
+
+
+def load_bands(expected: Path) -> dict[tuple[str, str, int], Band]:
+    path = Path(expected) / BANDS_FILE
+    bands: dict[tuple[str, str, int], Band] = {}
+    for i, entry in enumerate(_read(path).get("bands", [])):
+        band = _typed(Band, entry, f"{path}: bands[{i}]")
+        if band.status not in (MEASURED, TO_BE_MEASURED):
+            raise ExpectedError(f"{path}: bands[{i}]: status {band.status!r}")
+        if band.status == MEASURED and (band.low is None or band.high is None
+                                        or band.low > band.high):
+            raise ExpectedError(f"{path}: bands[{i}]: a measured band needs low <= high")
+        key = (band.gpu, band.case, band.batch)
+        if key in bands:
+            raise ExpectedError(f"{path}: bands[{i}]: second band for {key}")
+        bands[key] = band
+    return bands
+
+
+@dataclass(frozen=True)
+class Row:
+    gpu: str
+    case: str
+    batch: int
+    measured: Speedup | None
+    band: Band | None
+    claims: tuple[Claim, ...]
+    verdict: str
+
+
+def verdict(measured: Speedup | None, band: Band | None) -> str:
+    if measured is not None and measured.mirage_status == rec.WRONG:
+        return WRONG
+    if band is None:
+        return NO_BAND
+    if band.status != MEASURED:
+        return TO_MEASURE
+    if measured is None or measured.speedup is None:
+        return MISSING
+    return PASS if band.low <= measured.speedup <= band.high else MISS
+
+
+def check(gpu: str, measured: dict[tuple[str, int], Speedup], bands: dict,
+          claims: list[Claim]) -> list[Row]:
+    """One row per (case, b) that was measured or has a band on ``gpu``."""
+    keys = set(measured) | {(c, b) for g, c, b in bands if g == gpu}
+    rows = []
+    for case, b in sorted(keys, key=lambda k: (case_order(k[0]), k[1])):
+        band = bands.get((gpu, case, b))
+        s = measured.get((case, b))
+        mine = tuple(c for c in claims if c.figure == "fig7" and c.case == case
+                     and c.gpu in (None, gpu))
+        rows.append(Row(gpu, case, b, s, band, mine, verdict(s, band)))
+    return rows
+
+
+def failed(rows: list[Row]) -> bool:
+    return any(r.verdict in FAILING for r in rows)
+
+
+def measured_text(s: Speedup | None) -> str:
+    if s is None:
+        return "not measured"
+    if s.speedup is None:
+        return f"mirage {s.mirage_status}" if s.mirage_status != rec.OK else "no baseline"
+    return (f"{s.speedup:.2f}x ({s.mirage_us:.1f} vs {s.best_baseline_us:.1f} us "
+            f"{s.best_baseline})")
+
+
+def render(rows: list[Row]) -> str:
+    from tabulate import tabulate
+
+    table = [[r.case, r.batch, measured_text(r.measured), r.band.text() if r.band else "-",
+              "; ".join(c.label() for c in r.claims) or "-", r.verdict] for r in rows]
+    return tabulate(table, headers=["case", "b", "measured", "expected band", "paper claim",
+                                    "verdict"], tablefmt="github", disable_numparse=True)
+
+
+# --- proposing and adopting bands ---------------------------------------------------------------
+
+TOLERANCE = 0.15  # relative half-width of a band
+LAUNCH_BOUND_TOLERANCE = 0.35  # where a few microseconds of launch latency dominate
+
+
+def propose_bands(meta: dict, measured: dict[tuple[str, int], Speedup]) -> list[dict]:
+    """Bands around this run's speedups, with its provenance (for ``expected/``)."""
+    gpu_info = meta.get("gpu_info", {})
+    provenance = {"run_id": meta.get("run_id"), "commit": meta.get("commit"),
+                  "measured_at": meta.get("started"), "gpu_name": gpu_info.get("name"),
+                  "gpu_uuid": gpu_info.get("uuid"), "driver": gpu_info.get("driver"),
+                  "code_fingerprint": meta.get("code", {}).get("fingerprint"),
+                  "method": meta.get("method")}
+    bands = []
+    for (case, b), s in measured.items():
+        if s.speedup is None:
+            continue
+        launch_bound = case in CASES and b in CASES[case].launch_bound
+        tol = LAUNCH_BOUND_TOLERANCE if launch_bound else TOLERANCE
+        bands.append({"gpu": meta["gpu"], "case": case, "batch": b, "status": MEASURED,
+                      "speedup": round(s.speedup, 4), "low": round(s.speedup * (1 - tol), 4),
+                      "high": round(s.speedup * (1 + tol), 4), "tolerance": tol,
+                      "launch_bound": launch_bound,
+                      "provenance": {**provenance, "mirage_us": s.mirage_us,
+                                     "best_baseline": s.best_baseline,
+                                     "best_baseline_us": s.best_baseline_us}})
+    return bands
+
+
+def adopt(expected: Path, gpu: str, proposed: list[dict]) -> str:
+    """Replace ``gpu``'s bands in ``expected/reference_bands.json`` by ``proposed``; keep the
+    rest (other GPUs; this GPU's cases the run did not measure). Returns the new file text."""
+    path = Path(expected) / BANDS_FILE
+    doc = _read(path)
+    new = {(b["gpu"], b["case"], b["batch"]): b for b in proposed}
+    bands = [b for b in doc.get("bands", []) if (b["gpu"], b["case"], b["batch"]) not in new]
+    bands += proposed
+    bands.sort(key=lambda b: (b["gpu"], case_order(b["case"]), b["batch"]))
+    doc["bands"] = bands
+    return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
