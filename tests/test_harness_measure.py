@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ from scripts.harness.metadata import GpuInfo
 from scripts.harness.run import Plan, run
 
 BASELINE_US = 10.0
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclasses.dataclass
@@ -245,7 +247,7 @@ def test_fig7_publishes_and_verify_checks(tmp_path, capsys):
     expected = tmp_path / "expected"
     expected.mkdir()
     for name in (checker.CLAIMS_FILE, checker.BANDS_FILE):
-        (expected / name).write_text((verify.Path("expected") / name).read_text())
+        (expected / name).write_text((REPO / "expected" / name).read_text())
     args = ["--results", str(tmp_path / "results"), "--expected", str(expected)]
     assert verify.main(args) == 0
     assert "TO MEASURE" in capsys.readouterr().out
@@ -261,7 +263,7 @@ def test_fig7_publishes_and_verify_checks(tmp_path, capsys):
 def test_stale_results_are_refused(tmp_path, capsys, monkeypatch):
     assert fig7_cpu(tmp_path) == 0
     monkeypatch.setattr(verify, "code_fingerprint", lambda *a, **k: "other code")
-    args = ["--results", str(tmp_path / "results")]
+    args = ["--results", str(tmp_path / "results"), "--expected", str(REPO / "expected")]
     assert verify.main(args) == 1
     assert "stale" in capsys.readouterr().err
     assert verify.main([*args, "--allow-stale"]) == 0
