@@ -102,8 +102,6 @@ def main(argv=None, *, detect=metadata.detect_gpu, timer_loader=load_timer, nvml
                         f"({type(e).__name__}: {e})")
 
     # Imported here so that the checks above run (and fail cleanly) without them.
-    from scripts.harness import checker, plot, report
-    from scripts.harness.analysis import speedups
     from scripts.harness.measure import Context, Settings
     from scripts.harness.records import Staging
     from scripts.harness.run import Plan, run
@@ -152,25 +150,40 @@ def main(argv=None, *, detect=metadata.detect_gpu, timer_loader=load_timer, nvml
                           f"in {staging.dir}; continue with --resume (make ... RESUME=1)")
     meta["nvml_after"] = metadata.snapshot(info, nvml)
     meta["finished"] = _now()
-
-    # Derived outputs: a failure here loses the derived file, never the records.
-    meta_for_report = {**meta, "gpu": gpu, "run_id": run_id}
-    ups = speedups(staging.records)
-    text = report.table(meta_for_report, staging.records)
-    staging.write_text("table.txt", text)
-    try:
-        staging.write_bytes("fig7.png", plot.render(
-            staging.records, f"Mirage vs best baseline on {info.name} (run {run_id})"))
-    except Exception as e:
-        log(f"{PROG}: figure not drawn ({type(e).__name__}: {e}); "
-            f"redraw with python -m scripts.report {args.results / gpu}")
-    proposed = checker.propose_bands(meta_for_report, ups)
-    staging.write_text("proposed_bands.json", json.dumps(proposed, indent=1) + "\n")
-    final = staging.publish(meta)
-    print(text)
-    log(f"{PROG}: published {final}/ ({len(staging.records)} records); "
-        "check with: make verify")
+    final = publish(staging, meta, info.name, log)
+    log(f"{PROG}: published {final}/ ({len(staging.records)} records); check with: make verify")
     return 0
+
+
+def publish(staging, meta: dict, gpu_name: str, log) -> Path:
+    """Write the derived files (table, figure, proposed bands) and publish the run. A failure
+    in a derived file is reported and loses that file only; ``python -m scripts.report``
+    redraws the table and the figure from the published records."""
+    from scripts.harness import checker, plot, report
+    from scripts.harness.analysis import speedups
+
+    full = {**meta, "gpu": staging.gpu, "run_id": staging.run_id}
+    records = staging.records
+    derived = {
+        "table.txt": lambda: report.table(full, records),
+        "fig7.png": lambda: plot.render(records, f"Mirage vs best baseline on {gpu_name} "
+                                                 f"(run {staging.run_id})"),
+        "proposed_bands.json": lambda: json.dumps(
+            checker.propose_bands(full, speedups(records)), indent=1) + "\n",
+    }
+    for name, make in derived.items():
+        try:
+            content = make()
+        except Exception as e:
+            log(f"{PROG}: {name} not written ({type(e).__name__}: {e})")
+            continue
+        if isinstance(content, bytes):
+            staging.write_bytes(name, content)
+        else:
+            staging.write_text(name, content)
+            if name == "table.txt":
+                print(content)
+    return staging.publish(meta)
 
 
 if __name__ == "__main__":

@@ -299,3 +299,17 @@ def test_interrupted_run_publishes_nothing_and_resumes(tmp_path, capsys):
     assert fig7.main([*args, "--resume", "--samples", "6"],
                      timer_loader=lambda n: (fake_timer, "fake"), **kw) == 0
     assert "starting afresh" in capsys.readouterr().err
+
+
+def test_a_failing_figure_loses_only_the_figure(tmp_path, capsys, monkeypatch):
+    from scripts.harness import plot
+
+    def broken(*a, **k):
+        raise RuntimeError("no display")
+
+    monkeypatch.setattr(plot, "render", broken)
+    assert fig7_cpu(tmp_path) == 0
+    out = tmp_path / "results" / "h100"
+    assert "fig7.png not written" in capsys.readouterr().err
+    assert not (out / "fig7.png").exists() and (out / "table.txt").exists()
+    assert len(rec.load_run(out)[1]) == 3
