@@ -3,8 +3,6 @@ Mirage's choices, and the upstream quirks we did not copy. Reads records; measur
 
 from __future__ import annotations
 
-from tabulate import tabulate
-
 from scripts.harness import records as rec
 from scripts.harness.analysis import MIRAGE, grouped, speedups
 from scripts.harness.cases import UPSTREAM_QUIRKS
@@ -39,6 +37,8 @@ def speedup_text(s) -> str:
 
 
 def table(meta: dict, records: list[Record]) -> str:
+    from tabulate import tabulate  # here: a machine without it still publishes its records
+
     names = implementations(records)
     rows = []
     ups = speedups(records)
