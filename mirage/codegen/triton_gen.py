@@ -28,7 +28,7 @@ import numpy as np
 
 from mirage.codegen.layout import TileLayout, analyze
 from mirage.ir import BlockGraph, KernelGraph, Ref
-from mirage.ir.check import POST
+from mirage.ir.check import LOOP, POST
 from mirage.ir.infer import is_accumulator
 from mirage.ops import Prop, get
 
@@ -266,12 +266,13 @@ class _KernelWriter:
     # --- operands in the form each op needs -----------------------------------------------------
 
     def as_f32(self, j: int, out: list[str]) -> str:
+        name = f"{self.var[j]}_e" if j in self.split else self.var[j]
         if self.f32[j] or self.dtype == "fp32":
-            return self.var[j]
+            return name
         key = (j, "f32")
         if key not in self.aliases:
-            alias = f"{self.var[j]}_f32"
-            out.append(f"{alias} = {self.var[j]}.to(tl.float32)")
+            alias = f"{name}_f32"
+            out.append(f"{alias} = {name}.to(tl.float32)")
             self.aliases[key] = alias
         return self.aliases[key]
 
@@ -316,6 +317,7 @@ class _KernelWriter:
             elif n.op != "output":
                 self.var[j] = f"t{j}"
 
+        self.split = self.split_inputs()
         setup: list[str] = []  # pointers and hoisted (loop-invariant) work
         loop: list[str] = []
         advance: list[str] = []
@@ -383,6 +385,17 @@ class _KernelWriter:
         body += post
         return self.assemble(node_index, body)
 
+    def split_inputs(self) -> set[int]:
+        """Inputs read both by tl.dot and by elementwise/reduction ops: each use gets its own
+        load (see ``load``)."""
+        uses: dict[int, set[bool]] = {}
+        for n in self.block.nodes:
+            for a in n.args:
+                uses.setdefault(a, set()).add(n.op == "matmul")
+        return {j for j, n in enumerate(self.block.nodes)
+                if n.op == "input" and self.layout.live[j] and uses.get(j) == {True, False}
+                and self.layout.stages[j] == LOOP and not self.layout.invariant[j]}
+
     def input_var(self, j: int) -> str:
         n = self.block.nodes[j]
         base = self.operand_names[n.source]
@@ -431,7 +444,13 @@ class _KernelWriter:
         self.f32[j] = self.pointer_dtypes[self.block.nodes[j].source] == "fp32"
         mask = self.tile_mask(self.layout.classes[j])
         extra = f", mask={mask}, other=0.0" if mask else ""
-        return [f"{self.var[j]} = tl.load({self.var[j]}_ptrs{extra})"]
+        lines = [f"{self.var[j]} = tl.load({self.var[j]}_ptrs{extra})"]
+        if j in self.split:
+            # A second copy for the elementwise uses: one copy shared with tl.dot would get a
+            # shared-memory layout that suits neither (unswizzled: ldmatrix bank conflicts).
+            lines.append(f"{self.var[j]}_e = tl.load({self.var[j]}_ptrs{extra}, "
+                         'eviction_policy="evict_last")  # for the elementwise uses')
+        return lines
 
     def store(self, j: int) -> list[str]:
         n = self.block.nodes[j]

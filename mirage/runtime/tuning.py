@@ -42,9 +42,9 @@ def candidates(spec: KernelSpec) -> list[Config]:
     if spec.forloop_range == 1:
         grid = [Config(w, 1) for w in (1, 2, 4, 8)]
     else:
-        grid = [Config(w, s) for w in (4, 8) for s in (2, 3, 4)]
-        if spec.max_tile_numel <= 2048:
-            grid.append(Config(2, 3))
+        # 2 warps too: every warp of a tl.dot re-reads the whole A tile from shared memory,
+        # which is what limits GEMV-like kernels (M padded to 16, many N-slices per block).
+        grid = [Config(w, s) for w in (4, 8) for s in (2, 3, 4)] + [Config(2, 3), Config(2, 4)]
     first = heuristic(spec)
     return [first] + [c for c in grid if c != first]
 
