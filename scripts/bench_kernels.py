@@ -293,7 +293,8 @@ def main(argv=None) -> int:
     out_dir = Path(args.out) if args.out else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
-    log = Log(out_dir / "kernels.log" if out_dir else None)
+    name = "profile.log" if args.profile else "interpret.log" if args.interpret else "kernels.log"
+    log = Log(out_dir / name if out_dir else None)
     if args.no_defer:
         from mirage.codegen import triton_gen
 
