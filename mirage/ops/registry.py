@@ -393,6 +393,24 @@ _register(
 
 _register(
     OpRecord(
+        name="reduce_mean",
+        levels=KB,
+        arity=1,
+        props=frozenset({Prop.REDUCTION, Prop.LAX}),
+        attrs=("dim",),
+        shape=reduce_shape,
+        float_fn=lambda x, attrs: np.mean(x, axis=attrs["dim"], keepdims=True),
+        ff_fn=lambda f, x, attrs: f.scale(f.reduce_sum(x, attrs["dim"]), 1, x.shape[attrs["dim"]]),
+        expr_fn=lambda a, attrs, shapes: total(shapes[0][attrs["dim"]], a[0]),
+        emit=lambda a, attrs, shapes: f"(tl.sum({a[0]}, axis={attrs['dim'] % len(shapes[0])}, "
+        f"keep_dims=True) / {shapes[0][attrs['dim']]})",
+        flops=input_flops,
+        torch_fn=lambda out, x, attrs: _torch().mean(x, dim=attrs["dim"], keepdim=True, out=out),
+    )
+)
+
+_register(
+    OpRecord(
         name="rms_norm",
         levels=KB,
         arity=1,

@@ -44,8 +44,12 @@ class Semantics(Protocol):
     def loop_total(self, count: int, value: Any) -> Any: ...
 
 
-def evaluate(graph: KernelGraph, inputs: list, sem: Semantics) -> list:
-    """The values of ``graph``'s outputs for ``inputs`` (one per kernel input, in order)."""
+def evaluate(graph: KernelGraph, inputs: list, sem: Semantics, observe=None) -> list:
+    """The values of ``graph``'s outputs for ``inputs`` (one per kernel input, in order).
+
+    ``observe(where, value)``, if given, sees every intermediate value (symbolic semantics
+    only), e.g. to check that no prefix of a graph would be pruned.
+    """
     if len(inputs) != len(graph.input_ids):
         raise ValueError(f"graph takes {len(graph.input_ids)} inputs, got {len(inputs)}")
     values: dict[Ref, Any] = {}
@@ -56,18 +60,21 @@ def evaluate(graph: KernelGraph, inputs: list, sem: Semantics) -> list:
             continue
         args = [values[r] for r in node.args]
         if node.op == "customized":
-            for k, v in enumerate(run_block(node.block, args, sem)):
+            watch = None if observe is None else (lambda j, v, i=i: observe(f"nodes[{i}].{j}", v))
+            for k, v in enumerate(run_block(node.block, args, sem, watch)):
                 values[Ref(i, k)] = v
         else:
             shapes = [graph.type_of(r).shape for r in node.args]
             values[Ref(i)] = sem.apply(get(node.op), args, node.attr, shapes)
+            if observe is not None:
+                observe(f"nodes[{i}]", values[Ref(i)])
     return [values[r] for r in graph.outputs]
 
 
-def run_block(block: BlockGraph, operands: list, sem: Semantics) -> list:
+def run_block(block: BlockGraph, operands: list, sem: Semantics, observe=None) -> list:
     if sem.concrete:
         return _run_block_concrete(block, operands, sem)
-    return _run_block_symbolic(block, operands, sem)
+    return _run_block_symbolic(block, operands, sem, observe)
 
 
 DIM_ATTRS = ("dim", "dim0", "dim1")
@@ -207,7 +214,7 @@ def _run_block_concrete(block: BlockGraph, operands: list, sem: Semantics) -> li
     return outputs
 
 
-def _run_block_symbolic(block: BlockGraph, operands: list, sem: Semantics) -> list:
+def _run_block_symbolic(block: BlockGraph, operands: list, sem: Semantics, observe=None) -> list:
     env: dict[int, Any] = {}
     outputs = []
     for j, node in enumerate(block.nodes):
@@ -215,10 +222,13 @@ def _run_block_symbolic(block: BlockGraph, operands: list, sem: Semantics) -> li
             env[j] = operands[node.source]
         elif node.op == "output":
             outputs.append(env[node.args[0]])
+            continue
         elif is_accumulator(node.op):
             part = _apply(sem, block, node, env)
             acc = sem.loop_total(block.forloop_range, part)
             env[j] = sem.finish(get(node.op), acc, _reduced_count(block, node))
         else:
             env[j] = _apply(sem, block, node, env)
+        if observe is not None:
+            observe(f"block.nodes[{j}]", env[j])
     return outputs
