@@ -4,12 +4,38 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= mirage-ae:$(VERSION)
+MAKE_PROG := $(MAKE)
 
 .DEFAULT_GOAL := help
 .PHONY: help test test-gpu lint clean venv check-saved
 
 help:  ## list the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@echo "Variables: GPU=a100|h100 (name the card), FORCE_GPU=1, RESUME=1, QUICK=1 (reduced make all),"
+	@echo "  FROM_SCRATCH=1 (search instead of saved uGraphs), DOCKER=auto|always|never, SKIP=/ONLY=parts."
+	@echo "README.md says what each target produces and how long it takes."
+
+# make all: scripts/run_all.py runs every part this machine can run (inside $(IMAGE) when Docker
+# with GPU support and the image are there), skips the rest with the reason, ends with a summary
+# and `make verify`'s verdict. It needs no .venv itself: it builds one (make venv) only to run
+# natively. Parts for SKIP=/ONLY=: environment search fig7 hopper fig11 table5 check-saved
+# reference verify.
+.PHONY: all docker distclean
+ALL_FLAGS = $(if $(QUICK),--quick) $(if $(FROM_SCRATCH),--from-scratch) $(if $(GPU),--gpu $(GPU)) \
+	$(if $(FORCE_GPU),--force-gpu) $(if $(RESUME),--resume) $(if $(DOCKER),--docker $(DOCKER)) \
+	$(if $(SKIP),--skip $(SKIP)) $(if $(ONLY),--only $(ONLY)) \
+	$(if $(PART_TIMEOUT),--part-timeout $(PART_TIMEOUT)) $(if $(ALL_OUT),--out $(ALL_OUT))
+
+all:  ## everything this machine can run (figures, tables, saved uGraphs), then the verdict
+	@$(PYTHON) -m scripts.run_all --image $(IMAGE) --make "$(MAKE_PROG)" $(ALL_FLAGS)
+
+docker:  ## build the reproduction image mirage-ae:<version> (needs a Docker engine)
+	@command -v docker >/dev/null 2>&1 || { echo "make docker: no docker command on this machine; install Docker (and the NVIDIA Container Toolkit to use a GPU), or run natively: make all"; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make docker: no Docker engine reachable (docker info failed: is the daemon running, may this user use it?); or run natively: make all"; exit 1; }
+	docker build -t $(IMAGE) --build-arg VERSION=$(VERSION) \
+		--build-arg GIT_COMMIT=$$(git rev-parse HEAD 2>/dev/null || echo unknown) $(DOCKER_BUILD_ARGS) .
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +78,9 @@ hopper: $(STAMP)  ## Figure 7 on an H100, b in {1, 8, 16} (GPU=h200 on an H200)
 verify: $(STAMP)  ## check results/<gpu>/ against expected/ (bands decide; paper claims shown)
 	@$(VPY) -m scripts.verify $(if $(GPU),--gpu $(GPU))
 
-clean:  ## remove run output and caches (keeps .venv)
-	rm -rf results .cache .pytest_cache .ruff_cache .hypothesis
-	find . -name __pycache__ -prune -exec rm -rf {} +
+clean:  ## remove run output and caches: results/, .cache/ ... (keeps .venv)
+	rm -rf results .cache .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+distclean: clean  ## clean, and remove .venv too
+	rm -rf $(VENV)
