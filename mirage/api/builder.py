@@ -175,6 +175,40 @@ class KNGraph(_OpMethods):
         """The frozen graph, checked against the builder's target."""
         return validate(KernelGraph(tuple(self._nodes), tuple(self._outputs)), self.target)
 
+    def superoptimize(self, *, max_kernel_ops: int = 5, max_block_ops: int = 8,
+                      num_workers: int = 1, time_budget_s: float = 600.0,
+                      grid_dims=None, keep: int = 8, target: str = "h100",
+                      cache_dir: str | None = None, profile: bool | None = None):
+        """Search verified µGraphs for this program.
+
+        With a CUDA GPU (or ``profile=True``) the candidates are compiled, timed and the
+        fastest compiled callable is returned; otherwise the verified candidates, best
+        cost-model estimate first. ``grid_dims`` restricts the first kernel to that grid.
+        Results are cached under ``cache_dir`` by the hash of (program, limits, code version).
+        """
+        from mirage.search import SearchConfig, search_cached
+
+        config = SearchConfig(max_kernel_ops=max_kernel_ops, max_block_ops=max_block_ops,
+                              num_workers=num_workers, time_budget_s=time_budget_s,
+                              grid_hint=None if grid_dims is None else tuple(grid_dims),
+                              keep=keep, target=target)
+        result = search_cached(self.kernel_graph(), config, cache_dir)
+        if profile is None:
+            profile = _cuda_available()
+        if not profile or not result.candidates:
+            return result.candidates
+        from mirage.profile.select import fastest
+
+        return fastest(result.candidates)
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
 
 class TBGraph(_OpMethods):
     """A block graph under construction: ``grid_dim`` blocks, a loop of ``forloop_range``."""

@@ -1,0 +1,390 @@
+"""Block-level search: grow the body of one graph-defined kernel under a fixed layout.
+
+Starting from the layout's input tiles, each step appends one op — an op on in-loop tiles, an
+accumulator, or an op after the loop — and keeps the prefix only if every filter passes (each
+counts what it rejects, see ``Stats``):
+
+* ``shape``: the op's shape rule (via ``mirage.ir.infer``);
+* ``expression``: the new tile's abstract expression is a subexpression of a target output;
+* ``duplicate``: an equal expression of the same shape and stage exists already;
+* canonical order: an op must use the previous op's result or sort after it (this removes
+  permutations of independent ops; such ops are never generated, so nothing is counted);
+* ``unreachable``: more values are left unconsumed than the remaining ops can fold into the
+  outputs (each op consumes at most two and produces one);
+* ``same-state``: another order of the same ops reached an equal set of tiles already.
+
+A body is *complete* when a post-loop tile equals a target output (one output, fused), or — under
+a layout that splits a reduced label across blocks — when its post-loop sinks are partial results
+a later kernel combines.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from mirage.expr import Mono, Poly, atoms_of, is_subexpression, normalize
+from mirage.ir import BlockGraph, BlockNode, IRError, infer
+from mirage.ir.check import LOOP, POST
+from mirage.ops import REGISTRY, Prop, Term
+from mirage.search.labels import DimLabel
+from mirage.search.layouts import Layout, Operand
+from mirage.semantics import ExprSemantics
+
+UNARY = ("exp", "square", "sqrt", "silu", "gelu", "relu", "rms_norm")
+_EXPR = ExprSemantics()
+_SUM_FINISH = REGISTRY["accum_sum"].finish.expr_fn
+
+
+@dataclass
+class Stats:
+    """What the search did: states explored and rejections per filter."""
+
+    explored: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    completed: int = 0
+
+    def merge(self, other: Stats) -> None:
+        self.explored += other.explored
+        self.rejected.update(other.rejected)
+        self.completed += other.completed
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """A complete body: the block graph, its outputs' labels, and whether it is final (its
+    single output is the program's output) or partial (a later kernel combines its outputs)."""
+
+    block: BlockGraph
+    output_labels: tuple[tuple[DimLabel, ...], ...]
+    final: bool
+
+    @property
+    def steps(self) -> tuple:
+        """The body as layout-free steps: (op, args, attrs) per op, then the output sinks."""
+        ops = tuple((n.op, n.args, n.attrs) for n in self.block.nodes
+                    if n.op not in ("input", "output"))
+        sinks = tuple(n.args[0] for n in self.block.nodes if n.op == "output")
+        return ops, sinks
+
+
+def instantiate(steps: tuple, operands: list[Operand], layout: Layout, final: bool
+                ) -> BlockResult | None:
+    """The body ``steps`` (found under another layout of the same class) under ``layout``;
+    None when a shape rule fails at these extents."""
+    ops, sinks = steps
+    nodes, labels = [], []
+    try:
+        for k, (op, imap, fmap) in enumerate(zip(operands, layout.imaps, layout.fmaps,
+                                                 strict=True)):
+            nodes.append(infer.block_input(op.type, k, layout.grid, layout.forloop_range, imap,
+                                           fmap))
+            labels.append(op.labels)
+        for op, args, attrs in ops:
+            shapes = [nodes[a].type.shape for a in args]
+            nodes.append(infer.block_op(tuple(nodes), op, args, attrs))
+            labels.append(_label_op(op, [labels[a] for a in args], dict(attrs), shapes))
+        out_labels = []
+        for i in sinks:
+            omap, out = _omap(labels[i], layout, nodes[i].type.shape)
+            if omap is None:
+                return None
+            nodes.append(infer.block_output(tuple(nodes), i, omap))
+            out_labels.append(out)
+    except IRError:
+        return None
+    block = BlockGraph(layout.grid, layout.forloop_range, tuple(nodes))
+    return BlockResult(block, tuple(out_labels), final)
+
+
+@dataclass
+class _State:
+    nodes: list[BlockNode]
+    terms: list[Term]
+    polys: list[Poly]
+    labels: list[tuple[DimLabel, ...]]
+    stages: list[str]
+    last_key: tuple
+    ops: int
+
+
+def _label_op(op: str, args: list[tuple[DimLabel, ...]], attrs: dict, shapes) -> tuple:
+    """Labels of an op's result, mirroring ``labels.label_program`` at the tile level."""
+    first = args[0]
+    if op == "matmul":
+        return (*first[:-1], args[1][-1])
+    if op in ("reduce_sum", "accum_sum_last", "accum_rms_last"):
+        d = attrs.get("dim", -1) % len(first)
+        return (*first[:d], (("", 1),), *first[d + 1 :])
+    if op == "transpose":
+        out = list(first)
+        d0, d1 = attrs["dim0"] % len(out), attrs["dim1"] % len(out)
+        out[d0], out[d1] = out[d1], out[d0]
+        return tuple(out)
+    if len(args) == 2:
+        return tuple(x if sx >= sy else y for x, y, sx, sy in zip(
+            args[0], args[1], shapes[0], shapes[1], strict=True))
+    return first
+
+
+class BlockSearch:
+    """Depth-first enumeration of block bodies for one layout."""
+
+    def __init__(self, operands: list[Operand], operand_terms: list[Term], layout: Layout,
+                 targets: list[Poly], max_ops: int, stats: Stats, use_pruning: bool = True):
+        self.operands, self.layout, self.targets = operands, layout, targets
+        self.max_ops, self.stats, self.use_pruning = max_ops, stats, use_pruning
+        self.vocabulary = _vocabulary(targets)
+        self.whole_parts = _whole_parts(targets)
+        self.groups = self._groups()
+        nodes, labels = [], []
+        for k, (op, imap, fmap) in enumerate(zip(operands, layout.imaps, layout.fmaps,
+                                                 strict=True)):
+            node = infer.block_input(op.type, k, layout.grid, layout.forloop_range, imap, fmap)
+            nodes.append(node)
+            labels.append(op.labels)
+        polys = [normalize(t) for t in operand_terms]
+        self.root = _State(nodes, list(operand_terms), polys, labels, [LOOP] * len(nodes), (), 0)
+
+    def run(self):
+        """Yield every complete body (``BlockResult``)."""
+        stack = [self.root]
+        seen_results = set()
+        seen_states = set()
+        while stack:
+            state = stack.pop()
+            # Equal tiles reached by different ops merge; the last op stays in the key because
+            # the canonical order of what may follow depends on it.
+            tiles = zip(state.stages, state.polys, (n.type for n in state.nodes), strict=True)
+            signature = (frozenset(Counter(tiles).items()),
+                         state.last_key[:2], state.polys[-1])
+            if signature in seen_states:
+                self.stats.rejected["same-state"] += 1
+                continue
+            seen_states.add(signature)
+            self.stats.explored += 1
+            for result in self._completions(state):
+                key = result.block
+                if key not in seen_results:
+                    seen_results.add(key)
+                    self.stats.completed += 1
+                    yield result
+            if state.ops < self.max_ops:
+                stack.extend(reversed(list(self._children(state))))
+
+    # --- growing ------------------------------------------------------------------------------
+
+    def _groups(self) -> list[tuple[bool, str]]:
+        """(after the loop?, op) pairs to try, in canonical order."""
+        split = self.layout.split_label is not None
+        groups = []
+        for op in sorted(self.vocabulary | {"transpose"}):
+            rec = REGISTRY[op]
+            if rec.has(Prop.ACCUMULATOR):
+                if not split or rec.finish.expr_fn is _SUM_FINISH:
+                    groups.append((True, op))
+                continue
+            groups.append((False, op))
+            # Under a split layout the outputs are partial sums a later kernel adds up: only
+            # plain sums may sit between the loop and the outputs (nothing else commutes with
+            # that addition).
+            if not split:
+                groups.append((True, op))
+        return sorted(groups)
+
+    @staticmethod
+    def _args(op: str, ids: list[int], only: int | None):
+        """Operand tuples for ``op`` over ``ids``; with ``only``, just those that use it."""
+        rec = REGISTRY[op]
+        if rec.arity == 1:
+            return [(i,) for i in ids if only is None or i == only]
+        commutative = rec.has(Prop.COMMUTATIVE)
+        out = []
+        for i in ids:
+            for j in ids:
+                if commutative and i > j:
+                    continue
+                if only is None or only in (i, j):
+                    out.append((i, j))
+        return out
+
+    def _candidates(self, state: _State):
+        """Canonical next ops: those using the last result, or sorting after the last op."""
+        n = len(state.nodes)
+        last = n - 1
+        loop = [i for i in range(n) if state.stages[i] == LOOP]
+        post = [i for i in range(n) if state.stages[i] == POST]
+        last_group, last_args = state.last_key[:2], state.last_key[2:]
+        for group in self.groups:
+            is_post, op = group
+            accumulator = REGISTRY[op].has(Prop.ACCUMULATOR)
+            ids = loop if (accumulator or not is_post) else post
+            if last_group and group < last_group:
+                arg_list = self._args(op, ids, last)
+            elif last_group and group == last_group:
+                arg_list = [a for a in self._args(op, ids, None)
+                            if last in a or a > last_args[0]]
+            else:
+                arg_list = self._args(op, ids, None)
+            for args in arg_list:
+                yield POST if is_post else LOOP, op, args, self._attrs(op, state, args)
+
+    @staticmethod
+    def _attrs(op: str, state: _State, args) -> dict:
+        rank = len(state.nodes[args[0]].type.shape)
+        if op == "transpose":
+            return {"dim0": rank - 2, "dim1": rank - 1} if rank >= 2 else None
+        if op == "reduce_sum":
+            return {"dim": rank - 1}
+        return {}
+
+    def _children(self, state: _State):
+        used = {a for nd in state.nodes for a in nd.args}
+        dangling = {i for i in range(len(state.nodes)) if i not in used}
+        remaining = self.max_ops - state.ops - 1
+        outputs = 1 if self.layout.split_label is None else 2
+        for stage, op, args, attrs in self._candidates(state):
+            if attrs is None:
+                continue
+            key = (stage == POST, op, args)
+            # Each later op consumes at most two dangling values and adds one: too many
+            # dangling values cannot all reach the outputs in the ops that are left.
+            if len(dangling - set(args)) + 1 - outputs > remaining:
+                self.stats.rejected["unreachable"] += 1
+                continue
+            try:
+                node = infer.block_op(tuple(state.nodes), op, args, attrs)
+            except IRError:
+                self.stats.rejected["shape"] += 1
+                continue
+            shapes = [state.nodes[a].type.shape for a in args]
+            term = _apply_expr(op, [state.terms[a] for a in args], attrs, shapes, self.layout)
+            poly = normalize(term)
+            if self.use_pruning and not any(is_subexpression(poly, t) for t in self.targets):
+                self.stats.rejected["expression"] += 1
+                continue
+            if any(p == poly and s == stage and nd.type == node.type
+                   for p, s, nd in zip(state.polys, state.stages, state.nodes, strict=True)):
+                self.stats.rejected["duplicate"] += 1
+                continue
+            labels = _label_op(op, [state.labels[a] for a in args], attrs, shapes)
+            yield _State(state.nodes + [node], state.terms + [term], state.polys + [poly],
+                         state.labels + [labels], state.stages + [stage], key, state.ops + 1)
+
+    # --- completing ---------------------------------------------------------------------------
+
+    def _completions(self, state: _State):
+        if not state.nodes or state.stages[-1] != POST:
+            return
+        used = {a for nd in state.nodes for a in nd.args}
+        if any(i not in used for i in range(len(self.operands))):
+            return  # every operand must be read
+        sinks = [i for i in range(len(state.nodes)) if i not in used]
+        if any(state.stages[i] == LOOP for i in sinks):
+            return  # dead in-loop work
+        if self.layout.split_label is None:
+            last = len(state.nodes) - 1
+            if sinks == [last] and state.polys[last] in self.targets:
+                built = self._with_outputs(state, [last])
+                if built is not None:
+                    yield built
+        elif len(sinks) <= 2 and all(self._adds_up(state.polys[i]) for i in sinks):
+            built = self._with_outputs(state, sinks)
+            if built is not None:
+                yield built
+
+    def _adds_up(self, partial: Poly) -> bool:
+        """Do the blocks' partial results of ``partial`` add up to a whole part of a target
+        (a term's numerator, a divisor, or an opaque function's argument)?"""
+        splits = dict(zip(self.layout.grid_labels, self.layout.grid, strict=True))
+        whole = splits[self.layout.split_label]
+        scaled = tuple(Mono(m.size * whole, m.num, m.den, m.sign) for m in partial.terms)
+        return all(t in self.whole_parts for t in scaled)
+
+    def _with_outputs(self, state: _State, sinks: list[int]) -> BlockResult | None:
+        nodes = list(state.nodes)
+        out_labels = []
+        for i in sinks:
+            omap, labels = _omap(state.labels[i], self.layout, nodes[i].type.shape)
+            if omap is None:
+                return None
+            try:
+                nodes.append(infer.block_output(tuple(nodes), i, omap))
+            except IRError:
+                return None
+            out_labels.append(labels)
+        block = BlockGraph(self.layout.grid, self.layout.forloop_range, tuple(nodes))
+        return BlockResult(block, tuple(out_labels), self.layout.split_label is None)
+
+
+def _omap(tile_labels: tuple[DimLabel, ...], layout: Layout, shape) -> tuple:
+    """Place each grid axis on the output dim carrying its label; a split (reduced) label goes
+    on the last dim, concatenating the blocks' partial results."""
+    omap: list[int | None] = []
+    labels = list(tile_labels)
+    for lab, size in zip(layout.grid_labels, layout.grid, strict=True):
+        if size == 1:
+            omap.append(None)
+            continue
+        dims = [d for d, factors in enumerate(tile_labels) if factors[0][0] == lab]
+        if lab == layout.split_label:
+            d = len(shape) - 1
+            labels[d] = ((f"split:{lab}", size), *labels[d])
+        elif dims:
+            d = dims[0]  # labels carry full extents: the output dim is the whole label again
+        else:
+            return None, None
+        if d in omap:
+            return None, None
+        omap.append(d)
+    return tuple(omap), tuple(labels)
+
+
+def _apply_expr(op, arg_terms: list[Term], attrs, shapes, layout: Layout) -> Term:
+    """The abstract expression of a new block node, from the op record's meaning (the same
+    rule ``mirage.semantics`` applies to a whole graph)."""
+    rec = REGISTRY[op]
+    term = rec.expr_fn(arg_terms, attrs, shapes)
+    if rec.has(Prop.ACCUMULATOR):
+        count = layout.forloop_range * shapes[0][-1]
+        term = rec.finish.expr_fn(_EXPR.loop_total(layout.forloop_range, term), count)
+    return term
+
+
+def _vocabulary(targets: list[Poly]) -> set[str]:
+    """Ops worth trying for these targets: an op whose result can never be a subexpression
+    (no exp in the target: no exp op) is not generated at all. Equivalent to pruning it."""
+    heads = {a.head for t in targets for a in atoms_of(t)}
+    terms = [m for t in targets for m in t.terms]
+    vocab = {"mul", "accum_sum"}
+    vocab |= {h for h in heads if h in UNARY}
+    if "sqrt" in heads:
+        vocab |= {"rms_norm", "accum_rms_last", "square"}
+    if "exp" in heads:
+        vocab.add("accum_sum_last")
+    if any(len(t.terms) > 1 for t in targets) or any(
+        a.arg is not None and len(a.arg.terms) > 1 for t in targets for a in atoms_of(t)
+    ):
+        vocab |= {"add", "sub"}
+    if any(m.den for t in targets for m in t.terms) or "poly" in heads:
+        vocab.add("div")
+    if any(m.size > 1 for m in terms) or any(
+        a.arg is not None and any(m.size > 1 for m in a.arg.terms)
+        for t in targets for a in atoms_of(t)
+    ):
+        vocab |= {"matmul", "reduce_sum", "accum_sum_last"}
+    return vocab
+
+
+def _whole_parts(targets: list[Poly]) -> set[Mono]:
+    """Terms a split reduction may produce in full: numerators of target terms and the terms of
+    every polynomial inside an atom (divisors, function arguments), at any depth."""
+    parts: set[Mono] = set()
+    for t in targets:
+        for m in t.terms:
+            parts.add(Mono(m.size, m.num, (), 1))
+            parts.add(Mono(m.size, m.num, (), -1))
+        for a in atoms_of(t):
+            if a.arg is not None:
+                parts |= _whole_parts([a.arg])
+    return parts

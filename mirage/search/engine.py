@@ -1,0 +1,278 @@
+"""The search driver: configuration, workers, time budget, checkpoints, report, cache.
+
+``search(program, config)`` enumerates the layout classes of the first graph-defined kernel and
+hands each class to a worker process (``num_workers``); each class is searched to completion
+(``kernel.KernelSearch``) unless the time budget runs out. After every finished class the
+checkpoint (the classes done and their candidates) is rewritten atomically, so an interrupted
+search resumes where it stopped and ends with the same result set. Candidates are deduplicated
+by structural hash, ranked by the cost model and verified (``mirage.verify``) best first until
+``keep`` are proven equivalent. Results are cached by the hash of (program, config, code).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mirage.ir import TARGETS, KernelGraph
+from mirage.ir.serialize import atomic_write_text, graph_to_dict, loads
+from mirage.search.block import Stats
+from mirage.search.cost import estimate_seconds
+from mirage.search.kernel import (
+    KernelSearch,
+    Limits,
+    Problem,
+    initial_prefix,
+    layout_classes,
+    layouts_for,
+)
+from mirage.verify import verify
+
+CODE_VERSION = "search-1"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that changes what the search returns (and so its cache key)."""
+
+    max_kernel_ops: int = 5
+    max_block_ops: int = 8  # ops and accumulators per block graph (inputs/outputs not counted)
+    max_customized: int = 2
+    num_workers: int = 1
+    time_budget_s: float = 600.0
+    use_pruning: bool = True
+    allow_split: bool = True
+    target: str = "h100"
+    grid_hint: tuple[int, int, int] | None = None  # only layouts with this grid (first kernel)
+    keep: int = 8  # verified candidates to keep, best estimated first
+    verify_candidates: bool = True
+
+    def key_fields(self) -> dict:
+        fields = dataclasses.asdict(self)
+        fields.pop("num_workers")  # parallelism does not change the result set
+        return fields
+
+
+@dataclass
+class Report:
+    """What the search did; ``stop_reason`` is ``exhausted`` or ``time budget``."""
+
+    classes_total: int = 0
+    classes_done: int = 0
+    explored: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    candidates: int = 0
+    verified: int = 0
+    failed_verification: int = 0
+    search_s: float = 0.0
+    verify_s: float = 0.0
+    stop_reason: str = "exhausted"
+    resumed_classes: int = 0
+
+    def lines(self) -> list[str]:
+        rejected = ", ".join(f"{k} {v}" for k, v in sorted(self.rejected.items()))
+        return [
+            f"[Search] layout classes: {self.classes_done}/{self.classes_total} searched"
+            f" ({self.resumed_classes} from checkpoint)",
+            f"[Search] states explored: {self.explored}",
+            f"[Search] rejected per filter: {rejected or 'none'}",
+            f"[Search] complete candidates: {self.candidates}; verified equivalent: "
+            f"{self.verified}; failed verification: {self.failed_verification}",
+            f"[Search] time: search {self.search_s:.1f} s, verification {self.verify_s:.1f} s",
+            f"[Search] stop reason: {self.stop_reason}",
+            f"[Search] finished. Time elapsed: {self.search_s + self.verify_s:.1f} s",
+        ]
+
+
+@dataclass
+class SearchResult:
+    program: KernelGraph
+    candidates: list[KernelGraph]  # verified, best estimate first
+    estimates_s: list[float]
+    report: Report
+
+
+def _size(graph: KernelGraph) -> int:
+    return sum(len(n.block.nodes) for n in graph.nodes if n.block is not None)
+
+
+def _tiling(graph: KernelGraph) -> tuple:
+    return tuple((n.block.grid, n.block.forloop_range) for n in graph.nodes if n.block)
+
+
+def cache_key(program: KernelGraph, config: SearchConfig) -> str:
+    text = json.dumps([program.digest, config.key_fields(), CODE_VERSION], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+# --- workers -----------------------------------------------------------------------------------
+
+_WORKER: dict = {}
+
+
+def _init_worker(program_json: str, config: SearchConfig, deadline: float) -> None:
+    program = loads(program_json).graphs[0]
+    problem = Problem.of(program, TARGETS[config.target])
+    prefix = initial_prefix(problem)
+    classes = _classes(problem, prefix, config)
+    _WORKER.update(problem=problem, prefix=prefix, classes=classes, config=config,
+                   deadline=deadline)
+
+
+def _classes(problem: Problem, prefix, config: SearchConfig):
+    layouts = layouts_for(problem, prefix, config.allow_split)
+    if config.grid_hint is not None:
+        layouts = [lay for lay in layouts if lay.grid == tuple(config.grid_hint)]
+    return layout_classes(layouts, prefix.operands)
+
+
+def _run_class(index: int) -> tuple[int, list[dict], dict, bool]:
+    """Search one layout class; returns (index, candidates as dicts, stats, finished)."""
+    w = _WORKER
+    config: SearchConfig = w["config"]
+    stats = Stats()
+    limits = Limits(config.max_kernel_ops, config.max_block_ops, config.max_customized,
+                    config.use_pruning, config.allow_split)
+    search = KernelSearch(w["problem"], limits, stats, w["deadline"])
+    found = {}
+    for graph in search.search_class(w["prefix"], w["classes"][index]):
+        found[graph.digest] = graph_to_dict(graph)
+    finished = not search.expired()
+    return index, list(found.values()), {"explored": stats.explored,
+                                         "rejected": dict(stats.rejected)}, finished
+
+
+# --- the driver --------------------------------------------------------------------------------
+
+
+def _program_json(program: KernelGraph) -> str:
+    from mirage.ir.serialize import dumps
+
+    return dumps([program])
+
+
+def _load_checkpoint(path: Path | None, key: str) -> dict:
+    if path is None or not path.exists():
+        return {}
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return doc.get("done", {}) if doc.get("key") == key else {}
+
+
+def _graph(d: dict, target) -> KernelGraph:
+    doc = {"format": "mirage-mugraph", "version": 1, "graphs": [d]}
+    return loads(json.dumps(doc), "<checkpoint>", target).graphs[0]
+
+
+def search(program: KernelGraph, config: SearchConfig = SearchConfig(),
+           checkpoint: str | Path | None = None, progress: bool = True) -> SearchResult:
+    """Search, verify and rank µGraphs equivalent to ``program``."""
+    start = time.monotonic()
+    deadline = start + config.time_budget_s
+    key = cache_key(program, config)
+    checkpoint = Path(checkpoint) if checkpoint else None
+    done: dict[str, dict] = _load_checkpoint(checkpoint, key)
+    report = Report(resumed_classes=len(done))
+    program_json = _program_json(program)
+    _init_worker(program_json, config, deadline)
+    report.classes_total = len(_WORKER["classes"])
+    todo = [i for i in range(report.classes_total) if str(i) not in done]
+
+    def record(index, graphs, stats, finished):
+        if not finished:
+            report.stop_reason = "time budget"
+            return
+        done[str(index)] = {"graphs": graphs, "stats": stats}
+        if checkpoint is not None:
+            atomic_write_text(checkpoint, json.dumps({"key": key, "done": done}))
+        if progress:
+            found = sum(len(v["graphs"]) for v in done.values())
+            print(f"\r[Search] classes {len(done)}/{report.classes_total}, candidates {found}, "
+                  f"{time.monotonic() - start:.1f} s", end="", file=sys.stderr, flush=True)
+
+    if config.num_workers <= 1 or len(todo) <= 1:
+        for i in todo:
+            record(*_run_class(i))
+            if time.monotonic() > deadline:
+                report.stop_reason = "time budget"
+                break
+    else:
+        ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+        with ctx.Pool(config.num_workers, _init_worker, (program_json, config, deadline)) as pool:
+            for result in pool.imap_unordered(_run_class, todo):
+                record(*result)
+    if progress:
+        print(file=sys.stderr)
+    target = TARGETS[config.target]
+    unique: dict[str, KernelGraph] = {}
+    for entry in done.values():
+        report.explored += entry["stats"]["explored"]
+        report.rejected.update(entry["stats"]["rejected"])
+        for d in entry["graphs"]:
+            g = _graph(d, target)
+            unique.setdefault(g.digest, g)
+    report.classes_done = len(done)
+    report.candidates = len(unique)
+    report.search_s = time.monotonic() - start
+    ranked = sorted(unique.values(), key=lambda g: (estimate_seconds(g, target), _size(g),
+                                                    g.digest))
+    # One body per tiling, the best-estimated tiling of every grid first: the GPU profile then
+    # compares genuinely different schedules.
+    best_per_tiling = {}
+    for g in ranked:
+        best_per_tiling.setdefault(_tiling(g), g)
+    firsts, seconds, grids = [], [], set()
+    for tiling, g in best_per_tiling.items():
+        grid = tuple(grid for grid, _ in tiling)
+        (seconds if grid in grids else firsts).append(g)
+        grids.add(grid)
+    kept = []
+    verify_start = time.monotonic()
+    for g in firsts + seconds:
+        if len(kept) >= config.keep:
+            break
+        if config.verify_candidates:
+            verdict = verify(program, g, target=target)
+            if not verdict:
+                report.failed_verification += 1
+                continue
+        kept.append(g)
+    report.verified = len(kept) if config.verify_candidates else 0
+    report.verify_s = time.monotonic() - verify_start
+    return SearchResult(program, kept, [estimate_seconds(g, target) for g in kept], report)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("MIRAGE_CACHE", Path.home() / ".cache" / "mirage")) / "search"
+
+
+def search_cached(program: KernelGraph, config: SearchConfig = SearchConfig(),
+                  cache_dir: str | Path | None = None) -> SearchResult:
+    """``search`` with its verified candidates cached by ``cache_key(program, config)``."""
+    from mirage.ir.serialize import MugraphFormatError, load, save
+
+    path = Path(cache_dir or default_cache_dir()) / f"{cache_key(program, config)}.json"
+    target = TARGETS[config.target]
+    if path.exists():
+        try:
+            doc = load(path, target)
+        except MugraphFormatError:
+            doc = None  # a damaged cache entry is recomputed, never trusted
+        if doc is not None and doc.program == program:
+            report = Report(stop_reason="cached", verified=len(doc.graphs))
+            return SearchResult(program, list(doc.graphs),
+                                [estimate_seconds(g, target) for g in doc.graphs], report)
+    result = search(program, config, checkpoint=path.with_suffix(".ckpt"))
+    if result.report.stop_reason == "exhausted":
+        save(path, result.candidates, program=program, meta={"report": result.report.lines()})
+    return result

@@ -1,0 +1,178 @@
+"""Kernel-level search (the outer loop of the paper's Algorithm 1).
+
+A kernel-level prefix is the program's inputs followed by graph-defined kernels. Each step opens
+a nested block-level search (``block.py``) over every layout (``layouts.py``) for the tensors that
+are still live; a body whose output equals the program's output completes a candidate, a body
+with partial outputs (a reduced label split across blocks) extends the prefix for the next kernel
+to combine. Pre-defined kernel ops are not searched: their fused forms are block ops (a kernel
+transpose is a block ``transpose``), and a pre-defined op alone is what the input program already
+is.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from mirage.expr import Poly, is_subexpression, normalize
+from mirage.ir import IRError, KernelGraph, KernelNode, Ref, Target, check, infer
+from mirage.ops import Term, var
+from mirage.search.block import BlockResult, BlockSearch, Stats, instantiate
+from mirage.search.labels import ProgramLabels, label_program
+from mirage.search.layouts import Layout, Operand, enumerate_layouts
+from mirage.semantics import ExprSemantics, run_block
+from mirage.verify import abstract_outputs
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What every search step needs to know about the program (cheap to send to workers)."""
+
+    program: KernelGraph
+    labels: ProgramLabels
+    target_terms: tuple[Term, ...]
+    targets: tuple[Poly, ...]
+    target: Target
+
+    @staticmethod
+    def of(program: KernelGraph, target: Target) -> Problem:
+        terms = tuple(abstract_outputs(program))
+        return Problem(program, label_program(program), terms,
+                       tuple(normalize(t) for t in terms), target)
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """A kernel-level prefix: its nodes and, for each live tensor, operand info and term."""
+
+    nodes: tuple[KernelNode, ...]
+    live: tuple[Ref, ...]
+    operands: tuple[Operand, ...]
+    terms: tuple[Term, ...]
+    customized: int = 0
+
+
+def initial_prefix(problem: Problem) -> Prefix:
+    program = problem.program
+    nodes = tuple(program.nodes[i] for i in program.input_ids)
+    live = tuple(Ref(k) for k in range(len(nodes)))
+    operands = tuple(Operand(n.outputs[0], labels)
+                     for n, labels in zip(nodes, problem.labels.inputs, strict=True))
+    terms = tuple(var(f"in{k}") for k in range(len(nodes)))
+    return Prefix(nodes, live, operands, terms)
+
+
+def layouts_for(problem: Problem, prefix: Prefix, allow_split: bool) -> list[Layout]:
+    labels = problem.labels
+    present = {f[0] for op in prefix.operands for d in op.labels for f in d}
+    reducible = frozenset(lab for lab in present if lab not in labels.output_labels) | (
+        labels.reduced & present
+    )
+    return enumerate_layouts(list(prefix.operands), labels.output_labels, labels.batch_labels,
+                             reducible, problem.target, allow_split=allow_split)
+
+
+def extend(problem: Problem, prefix: Prefix, result: BlockResult) -> Prefix | None:
+    """The prefix with ``result`` appended as a customized kernel over the live tensors."""
+    try:
+        node = infer.customized_op(prefix.nodes, prefix.live, result.block)
+    except IRError:
+        return None
+    index = len(prefix.nodes)
+    outs = tuple(Ref(index, k) for k in range(len(node.outputs)))
+    operands = tuple(Operand(t, labels) for t, labels in zip(node.outputs, result.output_labels,
+                                                              strict=True))
+    terms = tuple(run_block(result.block, list(prefix.terms), ExprSemantics()))
+    return Prefix((*prefix.nodes, node), outs, operands, terms, prefix.customized + 1)
+
+
+def complete(prefix: Prefix) -> KernelGraph:
+    return KernelGraph(prefix.nodes, prefix.live)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_kernel_ops: int
+    max_block_ops: int
+    max_customized: int
+    use_pruning: bool
+    allow_split: bool
+
+
+def layout_classes(layouts: list[Layout], operands) -> list[list[Layout]]:
+    """Group layouts that differ only in extents (first seen first)."""
+    classes: dict[tuple, list[Layout]] = {}
+    for layout in layouts:
+        classes.setdefault(layout.class_key(list(operands)), []).append(layout)
+    return list(classes.values())
+
+
+class KernelSearch:
+    """Candidates reachable from a prefix; block bodies are searched once per layout class
+    (memoised) and instantiated for every layout of the class."""
+
+    def __init__(self, problem: Problem, limits: Limits, stats: Stats, deadline: float):
+        self.problem, self.limits, self.stats, self.deadline = problem, limits, stats, deadline
+        self._bodies: dict[tuple, list[BlockResult]] = {}
+
+    def expired(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    def bodies(self, prefix: Prefix, layout: Layout) -> list[BlockResult]:
+        # Sum sizes differ between layouts of a class; the bodies do not.
+        shape_free = tuple(re.sub(r"sum\(\d+", "sum(", str(t)) for t in prefix.terms)
+        labels = tuple(tuple(tuple(f[0] for f in d) for d in op.labels) for op in prefix.operands)
+        key = (layout.class_key(list(prefix.operands)), shape_free, labels)
+        if key not in self._bodies:
+            search = BlockSearch(list(prefix.operands), list(prefix.terms), layout,
+                                 list(self.problem.targets), self.limits.max_block_ops,
+                                 self.stats, self.limits.use_pruning)
+            self._bodies[key] = list(search.run())
+        return self._bodies[key]
+
+    def search_class(self, prefix: Prefix, layouts: list[Layout]) -> Iterator[KernelGraph]:
+        """Every candidate whose next kernel uses a layout of this class."""
+        representative = self.bodies(prefix, layouts[0])
+        for layout in layouts:
+            for body in representative:
+                if self.expired():
+                    return
+                result = body if layout == layouts[0] else instantiate(
+                    body.steps, list(prefix.operands), layout, body.final)
+                if result is None:
+                    self.stats.rejected["instantiate"] += 1
+                    continue
+                yield from self._continue(prefix, result)
+
+    def _continue(self, prefix: Prefix, result: BlockResult) -> Iterator[KernelGraph]:
+        problem, limits = self.problem, self.limits
+        nxt = extend(problem, prefix, result)
+        if nxt is None:
+            self.stats.rejected["kernel-shape"] += 1
+            return
+        if result.final:
+            if [t.shape for t in problem.program.output_types] != [o.type.shape
+                                                                  for o in nxt.operands]:
+                self.stats.rejected["output-shape"] += 1
+                return
+            graph = complete(nxt)
+            broken = check(graph, problem.target)
+            if broken:
+                self.stats.rejected[broken[0].rule.name.lower()] += 1
+                return
+            yield graph
+            return
+        if limits.use_pruning and not all(
+            any(is_subexpression(normalize(t), target) for target in problem.targets)
+            for t in nxt.terms
+        ):
+            self.stats.rejected["expression"] += 1
+            return
+        kernel_ops = len(nxt.nodes) - len(problem.program.input_ids)
+        if nxt.customized >= limits.max_customized or kernel_ops >= limits.max_kernel_ops:
+            return
+        for members in layout_classes(layouts_for(problem, nxt, allow_split=False),
+                                      nxt.operands):
+            yield from self.search_class(nxt, members)

@@ -1,0 +1,127 @@
+"""The superoptimizer: pruning never removes a correct prefix; small searches find fused
+µGraphs, also for programs outside the six; interrupted searches resume to the same result."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+import mirage as mi
+from mirage.expr import is_subexpression, normalize
+from mirage.ir import save
+from mirage.ops import var
+from mirage.search import SearchConfig, search
+from mirage.semantics import ExprSemantics, evaluate
+from mirage.verify import abstract_outputs, verify
+from mirage.workloads import PROGRAMS, WORKLOADS, program, reference
+
+SMALL_RMS = {"X": (4, 64), "W": (64, 64)}
+FAST = SearchConfig(max_block_ops=4, num_workers=1, keep=3, time_budget_s=120)
+
+
+def _all_expressions(graph):
+    seen = []
+    inputs = [var(f"in{k}") for k in range(len(graph.input_ids))]
+    evaluate(graph, inputs, ExprSemantics(), lambda where, value: seen.append((where, value)))
+    return seen
+
+
+@pytest.mark.parametrize("case", WORKLOADS)
+@pytest.mark.parametrize("b", (1, 16))
+def test_no_prefix_of_a_reference_mugraph_is_pruned(case, b):
+    (target,) = [normalize(t) for t in abstract_outputs(program(case, b))]
+    pruned = [where for where, term in _all_expressions(reference(case, b))
+              if not is_subexpression(normalize(term), target)]
+    assert pruned == []
+
+
+def test_wrong_prefixes_are_pruned():
+    (target,) = [normalize(t) for t in abstract_outputs(program("gatedmlp", 1))]
+    x, w1 = var("in0"), var("in1")
+    from mirage.ops import app, total
+
+    partial = total(256, app("mul", x, w1))
+    assert is_subexpression(normalize(partial), target)
+    assert not is_subexpression(normalize(app("silu", partial)), target)  # silu of a partial sum
+    assert not is_subexpression(normalize(app("exp", total(4096, app("mul", x, w1)))), target)
+
+
+def _ops(graph):
+    return sorted(n.op for n in graph.nodes if n.block for n in n.block.nodes
+                  if n.op not in ("input", "output"))
+
+
+def test_small_search_finds_the_fused_rmsnorm():
+    prog = PROGRAMS["rmsnorm"](SMALL_RMS)
+    result = search(prog, SearchConfig(max_block_ops=4, keep=20), progress=False)
+    assert result.candidates, result.report.lines()
+    for g in result.candidates:
+        assert len(g.customized_ids) == 1 and verify(prog, g)
+    shapes = [_ops(g) for g in result.candidates]
+    assert ["accum_rms_last", "accum_sum", "div", "matmul"] in shapes  # the paper's form
+    assert ["accum_sum", "matmul", "rms_norm"] in shapes  # whole rows: norm, then matmul
+    assert re.fullmatch(r"\[Search\] finished\. Time elapsed: \d+\.\d s",
+                        result.report.lines()[-1])
+
+
+def test_unseen_program_rmsnorm_with_gain_fuses_into_one_kernel():
+    g = mi.new_kernel_graph()
+    x = g.new_input((4, 64), name="X")
+    gain = g.new_input((1, 64), name="gain")
+    w = g.new_input((64, 64), name="W")
+    g.mark_output(g.matmul(g.mul(g.rms_norm(x), gain), w))
+    prog = g.kernel_graph()
+    result = search(prog, SearchConfig(max_block_ops=5, num_workers=1, keep=2), progress=False)
+    assert result.candidates, result.report.lines()
+    assert all(len(c.customized_ids) == 1 and verify(prog, c) for c in result.candidates)
+
+
+def test_interrupted_search_resumes_to_the_same_result(tmp_path):
+    prog = PROGRAMS["rmsnorm"](SMALL_RMS)
+    full = search(prog, FAST, progress=False)
+    checkpoint = tmp_path / "search.ckpt"
+    search(prog, FAST, checkpoint=checkpoint, progress=False)
+    doc = json.loads(checkpoint.read_text())
+    assert len(doc["done"]) >= 2
+    first = sorted(doc["done"])[0]
+    doc["done"] = {first: doc["done"][first]}  # as if killed after the first layout class
+    checkpoint.write_text(json.dumps(doc))
+    resumed = search(prog, FAST, checkpoint=checkpoint, progress=False)
+    assert resumed.report.resumed_classes == 1
+    assert [c.digest for c in resumed.candidates] == [c.digest for c in full.candidates]
+
+
+def test_killed_search_process_resumes(tmp_path):
+    path = tmp_path / "prog.json"
+    save(path, [PROGRAMS["rmsnorm"](SMALL_RMS)])
+    out, ckpt = tmp_path / "out.json", tmp_path / "ckpt.json"
+    cmd = [sys.executable, "-m", "mirage", "search", "--program", str(path), "--out", str(out),
+           "--checkpoint", str(ckpt), "--workers", "1", "--max-block-ops", "4", "--keep", "3"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    import time
+
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    finished = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert finished.stdout.splitlines()[-1].startswith("[Search] finished. Time elapsed:")
+    fresh = search(PROGRAMS["rmsnorm"](SMALL_RMS), FAST, progress=False)
+    saved = mi.load(out)
+    assert [g.digest for g in saved.graphs] == [g.digest for g in fresh.candidates]
+
+
+def test_superoptimize_without_gpu_returns_ranked_verified_candidates(tmp_path):
+    g = mi.new_kernel_graph()
+    x = g.new_input((4, 64), name="X")
+    w = g.new_input((64, 64), name="W")
+    g.mark_output(g.matmul(g.rms_norm(x), w))
+    found = g.superoptimize(max_block_ops=4, keep=2, cache_dir=str(tmp_path), profile=False)
+    assert found and all(verify(g.kernel_graph(), c) for c in found)
+    again = g.superoptimize(max_block_ops=4, keep=2, cache_dir=str(tmp_path), profile=False)
+    assert [c.digest for c in again] == [c.digest for c in found]
+    assert list(tmp_path.glob("*.json"))
