@@ -21,7 +21,8 @@ help:  ## list the targets
 # with GPU support and the image are there), skips the rest with the reason, ends with a summary
 # and `make verify`'s verdict. It needs no .venv itself: it builds one (make venv) only to run
 # natively. Parts for SKIP=/ONLY=: environment search fig7 hopper fig11 table5 check-saved
-# reference verify.
+# reference verify. With a ready Python elsewhere (the GPU machine): make all VPY=python3 STAMP=
+# (the parts' make calls inherit both).
 .PHONY: all docker distclean
 ALL_FLAGS = $(if $(QUICK),--quick) $(if $(FROM_SCRATCH),--from-scratch) $(if $(GPU),--gpu $(GPU)) \
 	$(if $(FORCE_GPU),--force-gpu) $(if $(RESUME),--resume) $(if $(DOCKER),--docker $(DOCKER)) \
@@ -29,7 +30,7 @@ ALL_FLAGS = $(if $(QUICK),--quick) $(if $(FROM_SCRATCH),--from-scratch) $(if $(G
 	$(if $(PART_TIMEOUT),--part-timeout $(PART_TIMEOUT)) $(if $(ALL_OUT),--out $(ALL_OUT))
 
 all:  ## everything this machine can run (figures, tables, saved uGraphs), then the verdict
-	@$(PYTHON) -m scripts.run_all --image $(IMAGE) --make "$(MAKE_PROG)" $(ALL_FLAGS)
+	@$(PYTHON) -m scripts.run_all --image $(IMAGE) --make "$(MAKE_PROG)" --python "$(VPY)" $(ALL_FLAGS)
 
 docker:  ## build the reproduction image mirage-ae:<version> (needs a Docker engine)
 	@command -v docker >/dev/null 2>&1 || { echo "make docker: no docker command on this machine; install Docker (and the NVIDIA Container Toolkit to use a GPU), or run natively: make all"; exit 1; }
@@ -63,6 +64,15 @@ bench-kernels: $(STAMP)  ## the six reference uGraphs vs eager and the memory fl
 check-saved: $(STAMP)  ## validate and verify every file in saved_mugraphs/
 	$(VPY) -m mirage check saved_mugraphs/*.json
 
+# Table 5 (scripts/table5.py): RMSNorm b=1 search time by max block ops, 1 and 8 workers, and
+# with pruning off (capped); TABLE5_ARGS passes more options (e.g. --ops 5-8 --cap 120).
+.PHONY: table5 search-saved
+table5: $(STAMP)  ## Table 5: RMSNorm search time vs max block ops (CPU; results/table5/)
+	$(VPY) -m scripts.table5 $(TABLE5_ARGS)
+
+search-saved: $(STAMP)  ## regenerate saved_mugraphs/ by search (FROM_SCRATCH; ~1 h on 8 cores)
+	$(VPY) -m scripts.search_saved $(SEARCH_ARGS)
+
 # Figure 7 and the Hopper runs (scripts/fig7.py); GPU= names the card (checked against NVML),
 # FORCE_GPU=1 files results under GPU= anyway and records the override, RESUME=1 continues an
 # interrupted run, FIG7_ARGS passes more options (python -m scripts.fig7 --help).
@@ -75,7 +85,17 @@ fig7: $(STAMP)  ## Figure 7 on this GPU, b in {1, 8}: make fig7 GPU=a100 [FORCE_
 hopper: $(STAMP)  ## Figure 7 on an H100, b in {1, 8, 16} (GPU=h200 on an H200)
 	@$(VPY) -m scripts.fig7 --gpu $(or $(GPU),h100) --batches 1,8,16 $(FIG7_FLAGS)
 
-verify: $(STAMP)  ## check results/<gpu>/ against expected/ (bands decide; paper claims shown)
+# Figure 11 (scripts/fig11.py): four decoders end to end, b in {1, 8, 16} on H100/H200, else
+# {1, 8}; GPU=, FORCE_GPU=1 and RESUME=1 as fig7, QUICK=1 b = 1 only, FIG11_ARGS passes more
+# options (python -m scripts.fig11 --help; e.g. FIG11_ARGS="--budget-s 600 --layers 8").
+.PHONY: fig11
+FIG11_FLAGS = $(if $(FORCE_GPU),--force-gpu) $(if $(RESUME),--resume) $(if $(QUICK),--batches 1) \
+	$(FIG11_ARGS)
+
+fig11: $(STAMP)  ## Figure 11 (end-to-end decode of 4 models) on this GPU: make fig11 GPU=h100
+	@$(VPY) -m scripts.fig11 $(if $(GPU),--gpu $(GPU)) $(FIG11_FLAGS)
+
+verify: $(STAMP)  ## check results/<gpu>/, results/fig11/<gpu>/ against expected/ (bands decide)
 	@$(VPY) -m scripts.verify $(if $(GPU),--gpu $(GPU))
 
 clean:  ## remove run output and caches: results/, .cache/ ... (keeps .venv)

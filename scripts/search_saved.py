@@ -1,0 +1,42 @@
+"""Regenerate ``saved_mugraphs/`` by search, one file per workload and batch size.
+
+    python -m scripts.search_saved [--cases ...] [--batches 1,8,16] [--workers 8]
+                                   [--max-block-ops 8] [--time-budget 600]
+
+Each file is written by ``python -m mirage search --case C --batch B ...``; the exact command is
+recorded in the file's ``meta.command``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from mirage.cli import main as mirage_main
+from mirage.workloads import BATCHES, WORKLOADS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default=",".join(WORKLOADS))
+    parser.add_argument("--batches", default=",".join(map(str, BATCHES)))
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--max-block-ops", type=int, default=8)
+    parser.add_argument("--time-budget", type=float, default=600.0)
+    parser.add_argument("--out", default="saved_mugraphs")
+    args = parser.parse_args(argv)
+    status = 0
+    for case in args.cases.split(","):
+        for b in args.batches.split(","):
+            cmd = ["search", "--case", case, "--batch", b, "--workers", str(args.workers),
+                   "--max-block-ops", str(args.max_block_ops), "--time-budget",
+                   str(args.time_budget), "--out", f"{args.out}/{case}_b{b}.json",
+                   "--checkpoint", f".cache/search/{case}_b{b}.ckpt"]
+            print(f"[search-saved] python -m mirage {' '.join(cmd)}", flush=True)
+            status |= mirage_main(cmd)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
