@@ -178,8 +178,25 @@ def test_from_scratch_adds_the_search(fakes):
     setup(ALL_TARGETS)
     assert run_all.main(argv("--from-scratch"), detect=no_gpu) == 0
     parts = summary_of(tmp)
-    assert parts["search"]["status"] == "skipped" and "'search'" in parts["search"]["note"]
+    assert parts["search"]["status"] == "skipped"
+    assert "'search-saved'" in parts["search"]["note"]
     assert all("FROM_SCRATCH=1" in c["vars"] for c in calls() if c["target"] != "venv")
+    setup({**ALL_TARGETS, "search-saved": 0})
+    assert run_all.main(argv("--from-scratch"), detect=no_gpu) == 0
+    assert [c["target"] for c in calls() if not c["dry"]][-4:] == ["venv", "search-saved",
+                                                                   "table5", "check-saved"]
+
+
+def test_quick_runs_a_reduced_table5_unless_told_otherwise(fakes, monkeypatch):
+    setup, calls, argv, tmp = fakes
+    setup(ALL_TARGETS)
+    assert run_all.main(argv("--quick"), detect=no_gpu) == 0
+    (t5,) = [c for c in calls() if c["target"] == "table5" and not c["dry"]]
+    assert run_all.QUICK_TABLE5 in t5["vars"] and "QUICK=1" in t5["vars"]
+    monkeypatch.setenv("MAKEFLAGS", " -- TABLE5_ARGS=--ops\\ 5")
+    assert run_all.main(argv("--quick"), detect=no_gpu) == 0
+    t5 = [c for c in calls() if c["target"] == "table5" and not c["dry"]][-1]
+    assert run_all.QUICK_TABLE5 not in t5["vars"]
 
 
 def test_part_timeout(fakes, tmp_path):
@@ -189,6 +206,16 @@ def test_part_timeout(fakes, tmp_path):
     opts = Options(make=slow, part_timeout=1)
     outcome = run_all.run_step(opts, run_all.Step("table5", command=[slow]), [], tmp_path)
     assert outcome.status == "FAILED" and "ran past 1 s" in outcome.note
+    # An interrupt comes first: a part that handles it finishes its own way.
+    polite = _script(tmp_path / "polite", f"""#!{sys.executable}
+import time
+try:
+    time.sleep(30)
+except KeyboardInterrupt:
+    print("kept 3 records")
+""")
+    outcome = run_all.run_step(opts, run_all.Step("fig7", command=[polite]), [], tmp_path)
+    assert outcome.status == "FAILED" and "kept 3 records" in (tmp_path / "fig7.log").read_text()
 
 
 def test_setup_failure_stops_cleanly(fakes, capsys):
@@ -228,11 +255,17 @@ def test_environment_recorded_by_the_image_is_not_recorded_twice(fakes, monkeypa
 
 
 def test_verify_runs_on_cpu_when_results_were_copied_here(tmp_path):
+    steps = {s.part: s for s in run_all.plan(Options(), Gpu(None, None, "no"), "python",
+                                             tmp_path / "env.json", results=tmp_path)}
+    assert steps["verify"].skip
+    (tmp_path / "fig11" / "h100").mkdir(parents=True)
+    (tmp_path / "fig11" / "h100" / "metadata.json").write_text("{}")
     (tmp_path / "h100").mkdir()
     (tmp_path / "h100" / "metadata.json").write_text("{}")
     steps = {s.part: s for s in run_all.plan(Options(), Gpu(None, None, "no"), "python",
                                              tmp_path / "env.json", results=tmp_path)}
-    assert steps["verify"].skip is None and "h100" in steps["verify"].note
+    assert steps["verify"].skip is None
+    assert steps["verify"].note == "results measured elsewhere: fig11/h100, h100"
     assert steps["fig7"].skip and steps["fig11"].skip
 
 
