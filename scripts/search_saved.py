@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from mirage.cli import main as mirage_main
 from mirage.workloads import BATCHES, WORKLOADS
@@ -24,18 +27,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--max-block-ops", type=int, default=8)
     parser.add_argument("--time-budget", type=float, default=600.0)
+    parser.add_argument("--keep", type=int, default=8)
+    parser.add_argument("--jobs", type=int, default=1, help="searches run side by side")
     parser.add_argument("--out", default="saved_mugraphs")
     args = parser.parse_args(argv)
-    status = 0
+    commands = []
     for case in args.cases.split(","):
         for b in args.batches.split(","):
-            cmd = ["search", "--case", case, "--batch", b, "--workers", str(args.workers),
-                   "--max-block-ops", str(args.max_block_ops), "--time-budget",
-                   str(args.time_budget), "--out", f"{args.out}/{case}_b{b}.json",
-                   "--checkpoint", f".cache/search/{case}_b{b}.ckpt"]
+            commands.append(["search", "--case", case, "--batch", b, "--workers",
+                             str(args.workers), "--max-block-ops", str(args.max_block_ops),
+                             "--time-budget", str(args.time_budget), "--keep", str(args.keep),
+                             "--out", f"{args.out}/{case}_b{b}.json",
+                             "--checkpoint", f".cache/search/{case}_b{b}.ckpt"])
+    if args.jobs <= 1:
+        status = 0
+        for cmd in commands:
             print(f"[search-saved] python -m mirage {' '.join(cmd)}", flush=True)
             status |= mirage_main(cmd)
-    return status
+        return status
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = pool.map(_run, commands)
+        return max(results, default=0)
+
+
+def _run(cmd: list[str]) -> int:
+    log = Path(".cache/search") / (Path(cmd[cmd.index("--out") + 1]).stem + ".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:
+        done = subprocess.run([sys.executable, "-m", "mirage", *cmd], stdout=f,
+                              stderr=subprocess.STDOUT, check=False)
+    tail = log.read_text().splitlines()[-1:] or ["(no output)"]
+    print(f"[search-saved] {' '.join(cmd[1:5])}: exit {done.returncode}: {tail[0]}", flush=True)
+    return done.returncode
 
 
 if __name__ == "__main__":
