@@ -1,10 +1,12 @@
 """``make verify``: compare every published run in results/ with expected/.
 
-For each results/<gpu>/ (or only ``--gpu``): refuse an incomplete run or one measured with other
-code than the current tree (stale; ``--allow-stale`` to check it anyway), print the table (case,
-b, measured, expected band, paper claim, verdict) and exit 1 if any band is missed, any banded
-case is missing, or Mirage was wrong. ``--adopt --gpu h100`` writes the run's speedups into
-expected/reference_bands.json as that GPU's reference bands (with provenance).
+For each results/<gpu>/ (Figure 7) and results/fig11/<gpu>/ (Figure 11) (or only ``--gpu``'s):
+refuse an incomplete run or one measured with other code than the current tree (stale;
+``--allow-stale`` to check it anyway), print the table (case, b, measured, expected band, paper
+claim, verdict; Figure 11 adds the issue's target) and exit 1 if any band is missed, any banded
+case is missing, or Mirage was wrong. ``--adopt --gpu h100`` writes the runs' speedups into
+expected/reference_bands.json (Figure 7) and expected/fig11_bands.json (Figure 11) as that GPU's
+reference bands (with provenance).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 from pathlib import Path
 
 from mirage.ir.serialize import atomic_write_text
-from scripts.harness import checker
+from scripts.harness import checker, endtoend_report
 from scripts.harness.analysis import speedups
 from scripts.harness.metadata import MEASURED_CODE, code_fingerprint
 from scripts.harness.records import METADATA, RECORDS, ResultsError, load_run
@@ -40,7 +42,20 @@ def result_dirs(results: Path, gpu: str | None) -> list[Path]:
     if not results.is_dir():
         return []
     return sorted(d for d in results.iterdir() if d.is_dir() and not d.name.startswith(".")
-                  and ((d / METADATA).exists() or (d / RECORDS).exists()))
+                  and d.name != FIG11 and ((d / METADATA).exists() or (d / RECORDS).exists()))
+
+
+FIG11 = "fig11"  # results/fig11/<gpu>/: scripts/fig11.py's runs
+
+
+def runs(results: Path, gpu: str | None) -> list[tuple[str, Path]]:
+    """(figure, directory) of every run to check. With ``gpu``, its Figure 11 run where one
+    exists, and its Figure 7 directory unless only a Figure 11 run is there."""
+    fig11 = [(FIG11, d) for d in result_dirs(results / FIG11, gpu)
+             if not gpu or d.exists()]
+    fig7 = [("fig7", d) for d in result_dirs(results, gpu)
+            if not gpu or d.exists() or not fig11]
+    return fig7 + fig11
 
 
 def stale_reason(meta: dict, root: Path = Path(".")) -> str | None:
@@ -58,19 +73,22 @@ def main(argv=None) -> int:
     if args.adopt and not args.gpu:
         print(f"{PROG}: --adopt needs --gpu", file=sys.stderr)
         return 2
-    dirs = result_dirs(args.results, args.gpu)
+    dirs = runs(args.results, args.gpu)
     if not dirs:
-        print(f"{PROG}: no results under {args.results}/ (run `make fig7 GPU=...` or "
-              "`make hopper` first)", file=sys.stderr)
+        print(f"{PROG}: no results under {args.results}/ (run `make fig7 GPU=...`, "
+              "`make hopper` or `make fig11` first)", file=sys.stderr)
         return 1
-    try:
+    bands_file = {"fig7": checker.BANDS_FILE, FIG11: endtoend_report.BANDS_FILE}
+    try:  # each figure's bands are read when a run of it is checked
         claims = checker.load_claims(args.expected)
-        bands = checker.load_bands(args.expected)
+        all_bands = {f: checker.load_bands(args.expected, bands_file[f])
+                     for f in dict.fromkeys(f for f, _ in dirs)}
     except checker.ExpectedError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1
     failed = False
-    for directory in dirs:
+    for figure, directory in dirs:
+        bands = all_bands[figure]
         try:
             meta, records = load_run(directory)
         except ResultsError as e:
@@ -78,7 +96,8 @@ def main(argv=None) -> int:
             failed = True
             continue
         gpu = meta["gpu"]
-        print(f"\n{directory}: {meta.get('gpu_info', {}).get('name', gpu)}, run "
+        print(f"\n{directory} ({'Figure 11' if figure == FIG11 else 'Figure 7'}): "
+              f"{meta.get('gpu_info', {}).get('name', gpu)}, run "
               f"{meta.get('run_id')}, commit {meta.get('commit')}, {meta.get('started')}")
         if meta.get("gpu_override"):
             print(f"  filed as {gpu} by override (NVML: "
@@ -94,16 +113,21 @@ def main(argv=None) -> int:
             continue
         if stale:
             print(f"  STALE (checked anyway): {stale}")
-        measured = speedups(records)
+        measured = (endtoend_report.speedups(records) if figure == FIG11
+                    else speedups(records))
         if args.adopt:
+            name = bands_file[figure]
             proposed = checker.propose_bands(meta, measured)
-            atomic_write_text(args.expected / checker.BANDS_FILE,
-                              checker.adopt(args.expected, gpu, proposed))
-            print(f"  adopted {len(proposed)} bands for {gpu} into "
-                  f"{args.expected / checker.BANDS_FILE}")
-            bands = checker.load_bands(args.expected)
-        rows = checker.check(gpu, measured, bands, claims)
-        print(checker.render(rows))
+            atomic_write_text(args.expected / name,
+                              checker.adopt(args.expected, gpu, proposed, name))
+            print(f"  adopted {len(proposed)} bands for {gpu} into {args.expected / name}")
+            bands = checker.load_bands(args.expected, name)
+        if figure == FIG11:
+            rows = endtoend_report.check(gpu, records, bands, claims)
+            print(endtoend_report.render_check(rows))
+        else:
+            rows = checker.check(gpu, measured, bands, claims)
+            print(checker.render(rows))
         counts = {v: sum(r.verdict == v for r in rows) for v in dict.fromkeys(
             r.verdict for r in rows)}
         print("  " + ", ".join(f"{n} {v}" for v, n in counts.items()))

@@ -90,8 +90,8 @@ def load_claims(expected: Path) -> list[Claim]:
             for i, c in enumerate(_read(path).get("claims", []))]
 
 
-def load_bands(expected: Path) -> dict[tuple[str, str, int], Band]:
-    path = Path(expected) / BANDS_FILE
+def load_bands(expected: Path, name: str = BANDS_FILE) -> dict[tuple[str, str, int], Band]:
+    path = Path(expected) / name
     bands: dict[tuple[str, str, int], Band] = {}
     for i, entry in enumerate(_read(path).get("bands", [])):
         band = _typed(Band, entry, f"{path}: bands[{i}]")
@@ -196,10 +196,11 @@ def propose_bands(meta: dict, measured: dict[tuple[str, int], Speedup]) -> list[
     return bands
 
 
-def adopt(expected: Path, gpu: str, proposed: list[dict]) -> str:
-    """Replace ``gpu``'s bands in ``expected/reference_bands.json`` by ``proposed``; keep the
-    rest (other GPUs; this GPU's cases the run did not measure). Returns the new file text."""
-    path = Path(expected) / BANDS_FILE
+def adopt(expected: Path, gpu: str, proposed: list[dict], name: str = BANDS_FILE) -> str:
+    """Replace ``gpu``'s bands in ``expected/<name>`` (Figure 7's by default) by ``proposed``;
+    keep the rest (other GPUs; this GPU's cases the run did not measure). Returns the new file
+    text."""
+    path = Path(expected) / name
     doc = _read(path)
     new = {(b["gpu"], b["case"], b["batch"]): b for b in proposed}
     bands = [b for b in doc.get("bands", []) if (b["gpu"], b["case"], b["batch"]) not in new]

@@ -175,7 +175,7 @@ def snapshot(info: GpuInfo, nvml_module=None) -> dict:
         return {"nvml": f"error: {_first_line(e)}"}
 
 
-def static_info(info: GpuInfo, nvml_module=None) -> dict:
+def static_info(info: GpuInfo, nvml_module=None, code_paths=MEASURED_CODE) -> dict:
     """What does not change during a run: card, driver, library versions, host, code."""
     gpu = {"name": info.name, "slug": info.slug, "uuid": info.uuid,
            "compute_capability": list(info.compute_capability), "l2_bytes": info.l2_bytes}
@@ -191,7 +191,7 @@ def static_info(info: GpuInfo, nvml_module=None) -> dict:
     else:
         gpu["nvml"] = f"not available: {info.nvml_error}"
     return {"gpu": gpu, "software": software_versions(), "host": host_info(),
-            "code": code_provenance()}
+            "code": code_provenance(paths=code_paths)}
 
 
 def software_versions() -> dict:
@@ -257,10 +257,10 @@ def code_fingerprint(root: Path = Path("."), paths=MEASURED_CODE) -> str:
     return h.hexdigest()
 
 
-def code_provenance(root: Path = Path(".")) -> dict:
+def code_provenance(root: Path = Path("."), paths=MEASURED_CODE) -> dict:
     commit = _git("rev-parse", "HEAD", cwd=root)
-    dirty = _git("status", "--porcelain", "--", *MEASURED_CODE, cwd=root)
+    dirty = _git("status", "--porcelain", "--", *paths, cwd=root)
     return {"commit": commit or "unknown",
             "dirty_paths": dirty.splitlines() if dirty else [],
-            "fingerprint": code_fingerprint(root),
-            "fingerprint_paths": list(MEASURED_CODE)}
+            "fingerprint": code_fingerprint(root, paths),
+            "fingerprint_paths": list(paths)}

@@ -146,6 +146,8 @@ class Staging:
     and input seed. A fresh run sweeps away older staging directories of its GPU.
     """
 
+    outputs = OUTPUTS  # the files ``publish`` moves in place, metadata last (fig11: its own)
+
     def __init__(self, results_root: Path, gpu: str, run_id: str, identity: dict | None = None,
                  seed: int | None = None, *, _existing: bool = False):
         self.final = Path(results_root) / gpu
@@ -221,7 +223,7 @@ class Staging:
                 "records": len(self.records), "records_sha256": sha256_text(text)}
         self.final.mkdir(parents=True, exist_ok=True)
         (self.final / METADATA).unlink(missing_ok=True)  # from here the old run is untrusted
-        for name in OUTPUTS[:-1]:
+        for name in self.outputs[:-1]:
             staged, target = self.dir / name, self.final / name
             if staged.exists():
                 os.replace(staged, target)
