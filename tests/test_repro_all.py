@@ -70,8 +70,7 @@ def test_make_all_quick_on_a_machine_without_gpu(tmp_path):
 
 
 def test_make_help_lists_every_target_on_one_line():
-    p = subprocess.run(["make", "--no-print-directory", "help"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=60)
+    p = make(ROOT, "help", timeout=60)
     assert p.returncode == 0
     listed = re.findall(r"^  make (\S+) +\S", p.stdout, flags=re.M)
     for target in ("all", "docker", "test", "check-saved", "fig7", "hopper", "verify", "clean",
@@ -86,9 +85,8 @@ def test_make_help_lists_every_target_on_one_line():
 
 
 def test_make_n_all_runs_nothing():
-    p = subprocess.run(["make", "-n", "all", "DOCKER=never"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=60)
-    assert p.returncode == 0 and p.stdout.startswith("python3 -m scripts.run_all")
+    p = make(ROOT, "-n", "all", timeout=60)
+    assert p.returncode == 0 and p.stdout.startswith("python3 -m scripts.run_all"), p.stdout
     assert "make all:" not in p.stdout
 
 
