@@ -205,3 +205,42 @@ def test_a_wrong_variant_is_reported_wrong_and_fails_verify(tmp_path, saved, mon
     assert verify.main(["--results", str(tmp_path / "results"), "--expected",
                         str(ROOT / "expected")]) == 1
     assert "WRONG" in capsys.readouterr().out
+
+
+def test_a_failing_model_loses_only_itself(tmp_path, saved, monkeypatch):
+    real = endtoend.random_cache
+
+    def cache(cfg, *args, **kwargs):
+        if cfg.name.startswith("llama"):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return real(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(endtoend, "random_cache", cache)
+    assert run11(tmp_path, saved, "--variants", "pytorch,mirage") == 0
+    _, records = published(tmp_path)
+    assert len(records) == len({(r.case, r.batch, r.implementation) for r in records}) == 8
+    for r in records:
+        if r.case.startswith("llama"):
+            assert r.status == rec.ERROR and "illegal memory access" in r.error
+        else:
+            assert r.status == rec.OK
+
+
+def test_the_faster_sdpa_form_is_the_baseline(tmp_path, saved):
+    def loader():
+        def timer(fn, input_sets, calls, samples):
+            for inputs in input_sets:
+                fn(*inputs)
+            form = getattr(getattr(fn, "__self__", None), "attention_form", None)
+            us = {"rows": 30.0, "heads": 20.0}.get(form, 100.0)
+            return summarize([us] * samples, calls, "fake")
+        return timer, "fake"
+
+    assert run11(tmp_path, saved, "--models", "llama3-8b", "--variants", "pytorch",
+                 loader=loader) == 0
+    meta, records = published(tmp_path)
+    step = next(r for r in records if r.case == "llama3-8b-tiny")
+    assert step.detail["attention_form"] == "heads"
+    assert step.detail["attention_forms_us"] == {"rows": 30.0, "heads": 20.0}
+    table = (tmp_path / "results" / "fig11" / "h100" / "table.txt").read_text()
+    assert "llama3-8b-tiny b=1: heads (rows 30.0 us, heads 20.0 us)" in table

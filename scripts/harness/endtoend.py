@@ -106,22 +106,30 @@ class Context:
 
 
 class Progress:
+    """What is measured (kept from an interrupted run, or recorded now), the clock, the log."""
+
     def __init__(self, ctx: Context, total: int, skip: frozenset):
         self.ctx, self.total, self.skip = ctx, total, skip
-        self.done, self.start = len(skip), time.monotonic()
+        self.seen: set[tuple[str, int, str]] = set()
+        self.start = time.monotonic()
         self.end = self.start + ctx.settings.budget_s if ctx.settings.budget_s else math.inf
 
     def elapsed(self) -> str:
         return time.strftime("%M:%S", time.gmtime(time.monotonic() - self.start))
 
     def log(self, text: str) -> None:
-        self.ctx.log(f"[{self.done:>3}/{self.total} {self.elapsed()}] {text}")
+        done = len(self.skip) + len(self.seen)
+        self.ctx.log(f"[{done:>3}/{self.total} {self.elapsed()}] {text}")
 
     def todo(self, case: str, b: int, impl: str) -> bool:
-        return (case, b, impl) not in self.skip
+        return (case, b, impl) not in self.skip and (case, b, impl) not in self.seen
 
-    def add(self, r: rec.Record) -> None:
-        self.done += 1
+    def tracking(self, sink: Callable[[rec.Record], None]) -> Callable[[rec.Record], None]:
+        def track(r: rec.Record) -> None:
+            sink(r)
+            self.seen.add((r.case, r.batch, r.implementation))
+
+        return track
 
 
 def _free_bytes(device: torch.device) -> float:
@@ -150,21 +158,33 @@ def phases(variants: tuple[str, ...]) -> list[tuple[str, ...]]:
 def run(ctx: Context, plan: Plan, skip: frozenset = frozenset()) -> None:
     """Measure the plan; ``skip``: (case, batch, implementation) kept from an interrupted run."""
     prog = Progress(ctx, plan.size(), skip)
+    ctx = dataclasses.replace(ctx, sink=prog.tracking(ctx.sink))
     prog.log(f"{len(plan.models)} models x b in {list(plan.batches)} x {list(plan.variants)}")
     for variants in phases(plan.variants):
         for k, cfg in enumerate(plan.models):
             share = (prog.end - time.monotonic()) / (len(plan.models) - k)
             deadline = time.monotonic() + share if math.isfinite(share) else math.inf
-            _run_model(ctx, plan, cfg, prog, deadline, variants)
+            failure = None
+            try:
+                _run_model(ctx, plan, cfg, prog, deadline, variants)
+            except Exception as e:  # one model's failure (a bug, a CUDA error) loses only it
+                failure = f"{type(e).__name__}: {_first(e)}"
+            if failure is not None:
+                prog.log(f"{cfg.name}: failed: {failure}")
+                _release(torch.device(ctx.settings.device))
+                _skip_all(ctx, prog, cfg, plan.batches, variants, f"the run failed ({failure})",
+                          rec.ERROR)
 
 
-def _skip_all(ctx, prog, cfg, batches, variants, why: str) -> None:
+def _skip_all(ctx, prog, cfg, batches, variants, why: str, status: str = rec.NOT_AVAILABLE
+              ) -> None:
+    """Record every (case, b, variant) not yet recorded as skipped (or ``status``) for ``why``."""
     for b in batches:
         for v in variants:
             for case in (cfg.name, cfg.name + LAYER):
                 if prog.todo(case, b, v):
-                    prog.add(ctx.record(case, b, v, rec.NOT_AVAILABLE, error=f"skipped: {why}",
-                                        detail={"layers": cfg.layers}))
+                    error = f"skipped: {why}" if status == rec.NOT_AVAILABLE else why
+                    ctx.record(case, b, v, status, error=error, detail={"layers": cfg.layers})
 
 
 def _run_model(ctx: Context, plan: Plan, cfg: ModelConfig, prog: Progress,
@@ -233,11 +253,14 @@ def _run_batch(ctx, plan, cfg, b, state, prog, deadline, variants) -> None:
             x0 = base.embed(tokens)
             ref_layer = base.layer(x0)
     except torch.cuda.OutOfMemoryError as e:
-        failure = f"out of memory for the KV cache and the reference step ({_first(e)})"
+        failure = (rec.NOT_AVAILABLE,
+                   f"out of memory for the KV cache and the reference step ({_first(e)})")
+    except Exception as e:
+        failure = (rec.ERROR, f"the reference step raised {type(e).__name__}: {_first(e)}")
     if failure is not None:
         state.pop("cache", None)
         _release(device)
-        _skip_all(ctx, prog, cfg, [b], variants, failure)
+        _skip_all(ctx, prog, cfg, [b], variants, failure[1], failure[0])
         return
     for v in variants:
         cases = [c for c in (cfg.name, cfg.name + LAYER) if prog.todo(c, b, v)]
@@ -250,7 +273,6 @@ def _run_batch(ctx, plan, cfg, b, state, prog, deadline, variants) -> None:
         prog.log(f"{cfg.name} b={b} {v}")
         for r in _measure(ctx, plan, cfg, b, v, state, cases, (tokens, x0),
                           (ref_step, ref_layer)):
-            prog.add(r)
             prog.log(f"{r.case} b={b} {v}: {r.describe()}"
                      + (f", rel_err {r.rel_err:.1e}" if r.rel_err else ""))
         _release(device)
@@ -271,8 +293,11 @@ def _attention_form(ctx: Context, model: Decoder, cache) -> None:
             sets = [(q, cache.k[i], cache.v[i]) for i in range(min(4, cfg.layers))]
             for form in ATTENTION_FORMS:
                 fn = TorchPieces(cfg, form).attend
-                timings[form] = round(ctx.timer(fn, sets, ctx.settings.piece_calls,
-                                                ctx.settings.piece_samples).median_us, 2)
+                try:
+                    timings[form] = round(ctx.timer(fn, sets, ctx.settings.piece_calls,
+                                                    ctx.settings.piece_samples).median_us, 2)
+                except Exception as e:  # a form SDPA has no kernel for here is not a choice
+                    ctx.log(f"  SDPA form {form} failed: {type(e).__name__}: {_first(e)}")
         best = min(timings, key=timings.get) if timings else "rows"
         ctx.attention_forms[key] = (best, timings)
         if timings:
