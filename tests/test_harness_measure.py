@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from expected_fixture import unmeasured_expected
 
 from baselines import Baseline, NotAvailable, registry
 from mirage.api import new_kernel_graph
@@ -243,11 +244,8 @@ def test_fig7_publishes_and_verify_checks(tmp_path, capsys):
     assert proposed[0]["speedup"] == pytest.approx(2.5) and proposed[0]["launch_bound"]
     assert not list((tmp_path / "results").glob(".staging-*"))
 
-    # Our expected/: every h100 band is still to be measured, so nothing fails.
-    expected = tmp_path / "expected"
-    expected.mkdir()
-    for name in (checker.CLAIMS_FILE, checker.BANDS_FILE):
-        (expected / name).write_text((REPO / "expected" / name).read_text())
+    # Our expected/ with every band back to "to be measured", so nothing fails yet.
+    expected = _unmeasured_expected(tmp_path)
     args = ["--results", str(tmp_path / "results"), "--expected", str(expected)]
     assert verify.main(args) == 0
     assert "TO MEASURE" in capsys.readouterr().out
@@ -260,10 +258,15 @@ def test_fig7_publishes_and_verify_checks(tmp_path, capsys):
     assert bands[("h100", "gqa", 1)].status == checker.TO_BE_MEASURED  # not measured: kept
 
 
+def _unmeasured_expected(tmp_path):
+    return unmeasured_expected(tmp_path / "expected")
+
+
 def test_stale_results_are_refused(tmp_path, capsys, monkeypatch):
     assert fig7_cpu(tmp_path) == 0
     monkeypatch.setattr(verify, "code_fingerprint", lambda *a, **k: "other code")
-    args = ["--results", str(tmp_path / "results"), "--expected", str(REPO / "expected")]
+    expected = _unmeasured_expected(tmp_path)
+    args = ["--results", str(tmp_path / "results"), "--expected", str(expected)]
     assert verify.main(args) == 1
     assert "stale" in capsys.readouterr().err
     assert verify.main([*args, "--allow-stale"]) == 0

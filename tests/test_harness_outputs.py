@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from expected_fixture import unmeasured_bands_text
 
 from scripts.harness import checker, plot, report
 from scripts.harness import records as rec
@@ -99,7 +100,7 @@ def test_shipped_expected_holds_claims_and_no_invented_bands():
 
 
 def test_adopt_replaces_only_the_measured_gpu(tmp_path):
-    (tmp_path / checker.BANDS_FILE).write_text((EXPECTED / checker.BANDS_FILE).read_text())
+    (tmp_path / checker.BANDS_FILE).write_text(unmeasured_bands_text(checker.BANDS_FILE))
     meta = {"gpu": "h100", "run_id": "r1", "commit": "abc", "started": "t",
             "gpu_info": {"name": "NVIDIA H100"}}
     proposed = checker.propose_bands(meta, speedups(FIXTURE))

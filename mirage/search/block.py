@@ -20,6 +20,7 @@ a later kernel combines.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -131,9 +132,11 @@ class BlockSearch:
     """Depth-first enumeration of block bodies for one layout."""
 
     def __init__(self, operands: list[Operand], operand_terms: list[Term], layout: Layout,
-                 targets: list[Poly], max_ops: int, stats: Stats, use_pruning: bool = True):
+                 targets: list[Poly], max_ops: int, stats: Stats, use_pruning: bool = True,
+                 deadline: float = float("inf")):
         self.operands, self.layout, self.targets = operands, layout, targets
         self.max_ops, self.stats, self.use_pruning = max_ops, stats, use_pruning
+        self.deadline = deadline
         self.vocabulary = _vocabulary(targets)
         self.whole_parts = _whole_parts(targets)
         self.groups = self._groups()
@@ -152,6 +155,8 @@ class BlockSearch:
         seen_results = set()
         seen_states = set()
         while stack:
+            if self.stats.explored % 256 == 0 and time.monotonic() > self.deadline:
+                return  # the time budget is spent: the caller sees the deadline passed
             state = stack.pop()
             # Equal tiles reached by different ops merge; the last op stays in the key because
             # the canonical order of what may follow depends on it.

@@ -128,8 +128,11 @@ class KernelSearch:
         if key not in self._bodies:
             search = BlockSearch(list(prefix.operands), list(prefix.terms), layout,
                                  list(self.problem.targets), self.limits.max_block_ops,
-                                 self.stats, self.limits.use_pruning)
-            self._bodies[key] = list(search.run())
+                                 self.stats, self.limits.use_pruning, self.deadline)
+            bodies = list(search.run())
+            if self.expired():
+                return bodies  # cut short: not memoised, the class is reported unfinished
+            self._bodies[key] = bodies
         return self._bodies[key]
 
     def search_class(self, prefix: Prefix, layouts: list[Layout]) -> Iterator[KernelGraph]:

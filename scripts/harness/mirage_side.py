@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from baselines import NotAvailable
-from mirage.ir import KernelGraph
+from mirage.ir import H100, KernelGraph
 from mirage.ir.serialize import atomic_write_text, load
 from scripts.harness import records as rec
 from scripts.harness.cases import Case
@@ -83,7 +83,9 @@ def prepare(ctx: Context, case: Case, b: int, sets: list, *, saved_dir: Path, ca
     if not path.exists():
         raise NotAvailable(f"no saved µGraphs at {path}")
     compile_graph = compile_graph or load_compiler()
-    mf = load(path)
+    # Validate with the largest per-block limit we know (H100): a file may hold candidates for
+    # either card, and one that does not fit this GPU fails its own build, not the whole file.
+    mf = load(path, H100)
     shapes = case.shapes(b)
     if mf.program is not None and mf.program != case.program(b):
         raise Rejected(rec.ERROR, f"{path}: its input program is not the canonical {case.name} "
