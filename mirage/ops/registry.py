@@ -373,41 +373,41 @@ _register(_binary("sub", np.subtract, ff.Field.sub, "-", commutative=False))
 _register(_binary("mul", np.multiply, ff.Field.mul, "*", commutative=True))
 _register(_binary("div", np.divide, ff.Field.div, "/", commutative=False))
 
-_register(
-    OpRecord(
-        name="reduce_sum",
-        levels=KB,
-        arity=1,
-        props=frozenset({Prop.REDUCTION, Prop.LAX}),
-        attrs=("dim",),
-        shape=reduce_shape,
-        float_fn=lambda x, attrs: np.sum(x, axis=attrs["dim"], keepdims=True),
-        ff_fn=lambda f, x, attrs: f.reduce_sum(x, attrs["dim"]),
-        expr_fn=lambda a, attrs, shapes: total(shapes[0][attrs["dim"]], a[0]),
-        emit=lambda a, attrs, shapes: f"tl.sum({a[0]}, axis={attrs['dim'] % len(shapes[0])}, "
-        "keep_dims=True)",
-        flops=input_flops,
-        torch_fn=lambda out, x, attrs: _torch().sum(x, dim=attrs["dim"], keepdim=True, out=out),
-    )
-)
+def _reduction(name: str, mean: bool) -> OpRecord:
+    """``reduce_sum`` / ``reduce_mean`` over one dim, kept as size 1; the mean divides by the
+    dim's length (a constant the abstract expression drops)."""
+    numpy_fn = np.mean if mean else np.sum
+    torch_name = "mean" if mean else "sum"
 
-_register(
-    OpRecord(
-        name="reduce_mean",
+    def ff_fn(f: ff.Field, x: ff.FFValue, attrs) -> ff.FFValue:
+        total_ = f.reduce_sum(x, attrs["dim"])
+        return f.scale(total_, 1, x.shape[attrs["dim"]]) if mean else total_
+
+    def emit(a, attrs, shapes) -> str:
+        dim = attrs["dim"] % len(shapes[0])
+        summed = f"tl.sum({a[0]}, axis={dim}, keep_dims=True)"
+        return f"({summed} / {shapes[0][dim]})" if mean else summed
+
+    return OpRecord(
+        name=name,
         levels=KB,
         arity=1,
         props=frozenset({Prop.REDUCTION, Prop.LAX}),
         attrs=("dim",),
         shape=reduce_shape,
-        float_fn=lambda x, attrs: np.mean(x, axis=attrs["dim"], keepdims=True),
-        ff_fn=lambda f, x, attrs: f.scale(f.reduce_sum(x, attrs["dim"]), 1, x.shape[attrs["dim"]]),
+        float_fn=lambda x, attrs: numpy_fn(x, axis=attrs["dim"], keepdims=True),
+        ff_fn=ff_fn,
         expr_fn=lambda a, attrs, shapes: total(shapes[0][attrs["dim"]], a[0]),
-        emit=lambda a, attrs, shapes: f"(tl.sum({a[0]}, axis={attrs['dim'] % len(shapes[0])}, "
-        f"keep_dims=True) / {shapes[0][attrs['dim']]})",
+        emit=emit,
         flops=input_flops,
-        torch_fn=lambda out, x, attrs: _torch().mean(x, dim=attrs["dim"], keepdim=True, out=out),
+        torch_fn=lambda out, x, attrs: getattr(_torch(), torch_name)(
+            x, dim=attrs["dim"], keepdim=True, out=out
+        ),
     )
-)
+
+
+_register(_reduction("reduce_sum", mean=False))
+_register(_reduction("reduce_mean", mean=True))
 
 _register(
     OpRecord(
