@@ -144,22 +144,9 @@ def norm_lora_graph(shapes: dict, dtype: str = "fp16", tile_n: int | None = None
     X W + (X A) B), plus the sum of squares of X accumulated in the same loop; the division by
     the RMS moves after the loop, where it distributes over the sum.
     """
-    g = new_kernel_graph()
-    x, w, a, b = inputs_of(g, shapes, dtype)
-    n, k = w.dim(1), x.dim(1)
-    tile_n, tile_k = tile_n or column_tile(n, target), tile_k or reduction_tile(k)
-    tb = new_threadblock_graph((_split(n, tile_n), 1, 1), _split(k, tile_k))
-    tx = tb.new_input(x, (N, N, N), 1)
-    tw = tb.new_input(w, (1, N, N), 0)
-    ta = tb.new_input(a, (N, N, N), 0)
-    tbb = tb.new_input(b, (1, N, N), N)
-    low_rank = tb.matmul(tb.matmul(tx, ta), tbb)
-    acc = tb.forloop_accum(tb.add(tb.matmul(tx, tw), low_rank))
-    rms = tb.forloop_accum(tx, "rms")
-    tb.new_output(tb.div(acc, rms), (1, N, N))
-    (o,) = g.customized([x, w, a, b], tb)
-    g.mark_output(o)
-    return g.kernel_graph()
+    n, k = shapes["W"][1], shapes["X"][1]
+    return references.lora(shapes, dtype, tile_n or column_tile(n, target),
+                           tile_k or reduction_tile(k), normalize=True)
 
 
 def norm_gated_mlp_graph(shapes: dict, dtype: str = "fp16", tile_n: int | None = None,

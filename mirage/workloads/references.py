@@ -59,11 +59,14 @@ def gatedmlp(shapes: dict, dtype: str = "fp16", tile_n: int = 32, tile_k: int = 
     return g.kernel_graph()
 
 
-def lora(shapes: dict, dtype: str = "fp16", tile_n: int = 64, tile_k: int = 64):
+def lora(shapes: dict, dtype: str = "fp16", tile_n: int = 64, tile_k: int = 64,
+         normalize: bool = False):
     """X W + (X A) B in one kernel.
 
     The loop walks the shared dim k of X, W and A; by linearity sum_k (X_k A_k) B equals
     (X A) B, so each iteration adds X_k W_k + (X_k A_k) B and one accumulator holds the result.
+    With ``normalize`` it computes rms_norm(X) W + (rms_norm(X) A) B: the sum of squares of X is
+    accumulated in the same loop and the division by the RMS follows it.
     """
     g = new_kernel_graph()
     x, w, a, b = inputs_of(g, shapes, dtype)
@@ -74,6 +77,8 @@ def lora(shapes: dict, dtype: str = "fp16", tile_n: int = 64, tile_k: int = 64):
     tbb = tb.new_input(b, (1, N, N), N)
     low_rank = tb.matmul(tb.matmul(tx, ta), tbb)
     acc = tb.forloop_accum(tb.add(tb.matmul(tx, tw), low_rank))
+    if normalize:  # rms_norm(X) first: the division by the RMS distributes over the sum
+        acc = tb.div(acc, tb.forloop_accum(tx, "rms"))
     tb.new_output(acc, (1, N, N))
     (o,) = g.customized([x, w, a, b], tb)
     g.mark_output(o)
