@@ -125,3 +125,71 @@ def test_superoptimize_without_gpu_returns_ranked_verified_candidates(tmp_path):
     again = g.superoptimize(max_block_ops=4, keep=2, cache_dir=str(tmp_path), profile=False)
     assert [c.digest for c in again] == [c.digest for c in found]
     assert list(tmp_path.glob("*.json"))
+
+
+# --- what the faster search must not change -----------------------------------------------------
+
+
+def _block_search(prog, max_ops):
+    """A BlockSearch over the first single-kernel layout class of ``prog`` that has a loop."""
+    from mirage.ir import TARGETS
+    from mirage.search.block import BlockSearch, Stats
+    from mirage.search.kernel import Problem, initial_prefix, layout_classes, layouts_for
+
+    problem = Problem.of(prog, TARGETS["h100"])
+    prefix = initial_prefix(problem)
+    classes = layout_classes(layouts_for(problem, prefix, allow_split=False), prefix.operands)
+    layout = next(c[0] for c in classes if c[0].forloop_range > 1 and c[0].num_blocks > 1)
+    return lambda: BlockSearch(list(prefix.operands), list(prefix.terms), layout,
+                               list(problem.targets), max_ops, Stats())
+
+
+def _shape_of(result):
+    return tuple(sorted((n.op, n.type.shape) for n in result.block.nodes))
+
+
+def test_the_parts_of_a_block_search_cover_the_whole_search():
+    new = _block_search(PROGRAMS["rmsnorm"](SMALL_RMS), 5)
+    whole = {_shape_of(r) for r in new().run()}
+    parts = set()
+    for part in range(3):
+        parts |= {_shape_of(r) for r in new().run(part, 3)}
+    assert whole and whole <= parts
+
+
+def test_the_reachability_bound_keeps_every_body_the_plain_search_finds():
+    """The bound of ``_ops_needed`` only removes states that cannot complete: the fused
+    RMSNorm body (4 ops) is found with a budget of exactly 4 ops and of 6."""
+    for max_ops in (4, 6):
+        found = {tuple(sorted(n.op for n in r.block.nodes if n.op not in ("input", "output")))
+                 for r in _block_search(PROGRAMS["rmsnorm"](SMALL_RMS), max_ops)().run()}
+        assert ("accum_rms_last", "accum_sum", "div", "matmul") in found
+
+
+def test_ops_needed_counts_loop_values_and_outputs():
+    from mirage.search.block import _consumption_needed, _ops_needed
+
+    assert _ops_needed(0, 1, 1) == 0  # done
+    assert _ops_needed(1, 0, 1) == 1  # one accumulator
+    assert _ops_needed(2, 1, 1) == 3  # merge, accumulate, then fold two post values into one
+    assert _ops_needed(0, 3, 2) == 1
+    # two loose loop values and one op left: nothing can fold them into one output in time
+    assert _consumption_needed(2, 0, True, False, 2, 0, 1) is None
+    # one op left after a binary loop op that merges both: then one accumulator
+    assert _consumption_needed(2, 0, True, False, 2, 1, 1) == 2
+
+
+def test_a_label_the_output_keeps_and_the_program_reduces_is_never_tiled():
+    """nTrans normalises over the hidden dim, which is also the output's: a single kernel must
+    see whole rows, so no layout without a split tiles or loops over it."""
+    from mirage.ir import TARGETS
+    from mirage.search.kernel import Problem, initial_prefix, layouts_for
+
+    problem = Problem.of(program("ntrans", 1), TARGETS["h100"])
+    layouts = layouts_for(problem, initial_prefix(problem), allow_split=True)
+    assert layouts
+    for lay in layouts:
+        if lay.split_label is None:
+            assert lay.num_blocks == 1 and lay.forloop_range == 1, lay
+        assert len({d for d in lay.imaps[0] if d is not None}) == sum(
+            d is not None for d in lay.imaps[0])  # no dim split by two grid axes

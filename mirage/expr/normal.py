@@ -29,6 +29,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from mirage.ops import Term
+from mirage.ops.terms import hash_once, state_without_hash
 
 RULES = {
     "add-ac": "x + y = y + x, (x + y) + z = x + (y + z)",
@@ -55,6 +56,9 @@ class Atom:
     name: str = ""
     arg: Poly | None = None
 
+    __hash__ = hash_once
+    __getstate__ = state_without_hash
+
     def __str__(self) -> str:
         if self.head == "var":
             return self.name
@@ -70,6 +74,9 @@ class Mono:
     den: Atoms = ()
     sign: int = 1
 
+    __hash__ = hash_once
+    __getstate__ = state_without_hash
+
     def __str__(self) -> str:
         body = "*".join(map(str, self.num)) or "1"
         if self.den:
@@ -83,6 +90,9 @@ class Poly:
     """A multiset of terms, kept sorted so equal polynomials compare equal."""
 
     terms: tuple[Mono, ...]
+
+    __hash__ = hash_once
+    __getstate__ = state_without_hash
 
     def __str__(self) -> str:
         return " + ".join(map(str, self.terms))

@@ -7,7 +7,31 @@ paper. The subexpression check over these terms lives in ``mirage.expr``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def hash_once(obj) -> int:
+    """The hash of a frozen dataclass, computed on first use and kept on the instance.
+
+    Terms and normal forms are nested and hashed over and over as cache and set keys during a
+    search; rehashing the whole tree each time was a third of the search's time. Assigned as
+    ``__hash__`` in the class body (dataclass keeps an explicit ``__hash__``).
+    """
+    cached = obj.__dict__.get("_hash")
+    if cached is None:
+        names = _FIELD_NAMES.get(type(obj))
+        if names is None:
+            names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in fields(obj))
+        cached = hash(tuple(obj.__dict__[n] for n in names))
+        object.__setattr__(obj, "_hash", cached)  # not a field: equality ignores it
+    return cached
+
+
+def state_without_hash(obj) -> dict:
+    """Pickled state without the cached hash: string hashes differ between processes."""
+    return {k: v for k, v in obj.__dict__.items() if k != "_hash"}
 
 
 @dataclass(frozen=True)
@@ -18,6 +42,9 @@ class Term:
     args: tuple[Term, ...] = ()
     size: int = 0
     name: str = ""
+
+    __hash__ = hash_once
+    __getstate__ = state_without_hash
 
     def __str__(self) -> str:
         if self.head == "var":

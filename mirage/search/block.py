@@ -32,6 +32,7 @@ from mirage.search.labels import DimLabel
 from mirage.search.layouts import Layout, Operand
 from mirage.semantics import ExprSemantics
 
+SPLIT_DEPTH = 2  # where ``BlockSearch.run`` cuts the tree into parts
 UNARY = ("exp", "square", "sqrt", "silu", "gelu", "relu", "rms_norm")
 _EXPR = ExprSemantics()
 _SUM_FINISH = REGISTRY["accum_sum"].finish.expr_fn
@@ -140,6 +141,7 @@ class BlockSearch:
         self.vocabulary = _vocabulary(targets)
         self.whole_parts = _whole_parts(targets)
         self.groups = self._groups()
+        self._inferred: dict[tuple, BlockNode | None] = {}
         nodes, labels = [], []
         for k, (op, imap, fmap) in enumerate(zip(operands, layout.imaps, layout.fmaps,
                                                  strict=True)):
@@ -149,15 +151,25 @@ class BlockSearch:
         polys = [normalize(t) for t in operand_terms]
         self.root = _State(nodes, list(operand_terms), polys, labels, [LOOP] * len(nodes), (), 0)
 
-    def run(self):
-        """Yield every complete body (``BlockResult``)."""
-        stack = [self.root]
+    def run(self, part: int = 0, parts: int = 1):
+        """Yield every complete body (``BlockResult``).
+
+        With ``parts > 1`` the tree is cut at depth ``SPLIT_DEPTH``: every part walks the trunk
+        above it (the same way, so it numbers the subtrees the same way) and searches only the
+        subtrees numbered ``part`` modulo ``parts``; the trunk's bodies and counts belong to
+        part 0. The union over all parts holds every body the whole search finds.
+        """
+        stack = [(self.root, 0)]
         seen_results = set()
         seen_states = set()
+        subtrees = 0
+        counted = self.stats
         while stack:
-            if self.stats.explored % 256 == 0 and time.monotonic() > self.deadline:
+            if counted.explored % 256 == 0 and time.monotonic() > self.deadline:
                 return  # the time budget is spent: the caller sees the deadline passed
-            state = stack.pop()
+            state, depth = stack.pop()
+            trunk = parts > 1 and depth < SPLIT_DEPTH
+            self.stats = counted if (part == 0 or not trunk) else Stats()
             # Equal tiles reached by different ops merge; the last op stays in the key because
             # the canonical order of what may follow depends on it.
             tiles = zip(state.stages, state.polys, (n.type for n in state.nodes), strict=True)
@@ -167,15 +179,21 @@ class BlockSearch:
                 self.stats.rejected["same-state"] += 1
                 continue
             seen_states.add(signature)
+            if parts > 1 and depth == SPLIT_DEPTH:
+                subtrees += 1
+                if (subtrees - 1) % parts != part:
+                    continue
             self.stats.explored += 1
-            for result in self._completions(state):
-                key = result.block
-                if key not in seen_results:
-                    seen_results.add(key)
-                    self.stats.completed += 1
-                    yield result
+            if part == 0 or not trunk:
+                for result in self._completions(state):
+                    key = result.block
+                    if key not in seen_results:
+                        seen_results.add(key)
+                        self.stats.completed += 1
+                        yield result
             if state.ops < self.max_ops:
-                stack.extend(reversed(list(self._children(state))))
+                stack.extend((child, depth + 1) for child in reversed(list(self._children(state))))
+        self.stats = counted
 
     # --- growing ------------------------------------------------------------------------------
 
@@ -198,39 +216,59 @@ class BlockSearch:
         return sorted(groups)
 
     @staticmethod
-    def _args(op: str, ids: list[int], only: int | None):
-        """Operand tuples for ``op`` over ``ids``; with ``only``, just those that use it."""
+    def _args(op: str, ids: list[int], only: int | None, dangling: set[int], need: int):
+        """Operand tuples for ``op`` over ``ids``; with ``only``, just those that use it; each
+        tuple consumes at least ``need`` distinct dangling values."""
         rec = REGISTRY[op]
         if rec.arity == 1:
-            return [(i,) for i in ids if only is None or i == only]
+            return [(i,) for i in ids if (only is None or i == only)
+                    and (need <= 0 or (need == 1 and i in dangling))]
+        if need >= 2:
+            ids = [i for i in ids if i in dangling]
         commutative = rec.has(Prop.COMMUTATIVE)
         out = []
         for i in ids:
             for j in ids:
                 if commutative and i > j:
                     continue
-                if only is None or only in (i, j):
-                    out.append((i, j))
+                if only is not None and only not in (i, j):
+                    continue
+                if need == 1 and i not in dangling and j not in dangling:
+                    continue
+                if need >= 2 and i == j:
+                    continue
+                out.append((i, j))
         return out
 
-    def _candidates(self, state: _State):
-        """Canonical next ops: those using the last result, or sorting after the last op."""
+    def _candidates(self, state: _State, remaining: int, outputs: int):
+        """Canonical next ops: those using the last result, or sorting after the last op; and
+        only operand tuples that leave the outputs reachable in the ops that remain."""
         n = len(state.nodes)
         last = n - 1
         loop = [i for i in range(n) if state.stages[i] == LOOP]
         post = [i for i in range(n) if state.stages[i] == POST]
+        used = {a for nd in state.nodes for a in nd.args}
+        loose = {i for i in loop if i not in used}
+        unread_post = {i for i in post if i not in used}
         last_group, last_args = state.last_key[:2], state.last_key[2:]
         for group in self.groups:
             is_post, op = group
-            accumulator = REGISTRY[op].has(Prop.ACCUMULATOR)
-            ids = loop if (accumulator or not is_post) else post
+            rec = REGISTRY[op]
+            from_loop = rec.has(Prop.ACCUMULATOR) or not is_post
+            ids = loop if from_loop else post
+            need = _consumption_needed(len(loose), len(unread_post), from_loop, is_post,
+                                       rec.arity, remaining, outputs)
+            if need is None:
+                self.stats.rejected["unreachable"] += 1
+                continue
+            dangling = loose if from_loop else unread_post
             if last_group and group < last_group:
-                arg_list = self._args(op, ids, last)
+                arg_list = self._args(op, ids, last, dangling, need)
             elif last_group and group == last_group:
-                arg_list = [a for a in self._args(op, ids, None)
+                arg_list = [a for a in self._args(op, ids, None, dangling, need)
                             if last in a or a > last_args[0]]
             else:
-                arg_list = self._args(op, ids, None)
+                arg_list = self._args(op, ids, None, dangling, need)
             for args in arg_list:
                 yield POST if is_post else LOOP, op, args, self._attrs(op, state, args)
 
@@ -244,22 +282,14 @@ class BlockSearch:
         return {}
 
     def _children(self, state: _State):
-        used = {a for nd in state.nodes for a in nd.args}
-        dangling = {i for i in range(len(state.nodes)) if i not in used}
         remaining = self.max_ops - state.ops - 1
         outputs = 1 if self.layout.split_label is None else 2
-        for stage, op, args, attrs in self._candidates(state):
+        for stage, op, args, attrs in self._candidates(state, remaining, outputs):
             if attrs is None:
                 continue
             key = (stage == POST, op, args)
-            # Each later op consumes at most two dangling values and adds one: too many
-            # dangling values cannot all reach the outputs in the ops that are left.
-            if len(dangling - set(args)) + 1 - outputs > remaining:
-                self.stats.rejected["unreachable"] += 1
-                continue
-            try:
-                node = infer.block_op(tuple(state.nodes), op, args, attrs)
-            except IRError:
+            node = self._block_op(state.nodes, op, args, attrs)
+            if node is None:
                 self.stats.rejected["shape"] += 1
                 continue
             shapes = [state.nodes[a].type.shape for a in args]
@@ -275,6 +305,20 @@ class BlockSearch:
             labels = _label_op(op, [state.labels[a] for a in args], attrs, shapes)
             yield _State(state.nodes + [node], state.terms + [term], state.polys + [poly],
                          state.labels + [labels], state.stages + [stage], key, state.ops + 1)
+
+    def _block_op(self, nodes: list[BlockNode], op: str, args, attrs: dict) -> BlockNode | None:
+        """``infer.block_op``, memoised on what its result depends on (op, operand types,
+        attributes); None where the shape rule fails."""
+        types = tuple(nodes[a].type for a in args)
+        key = (op, types, tuple(sorted(attrs.items())))
+        if key not in self._inferred:
+            stand_ins = tuple(BlockNode("input", (), t) for t in types)
+            try:
+                self._inferred[key] = infer.block_op(stand_ins, op, range(len(types)), attrs)
+            except IRError:
+                self._inferred[key] = None
+        found = self._inferred[key]
+        return None if found is None else BlockNode(op, tuple(args), found.type, found.attrs)
 
     # --- completing ---------------------------------------------------------------------------
 
@@ -320,6 +364,34 @@ class BlockSearch:
             out_labels.append(labels)
         block = BlockGraph(self.layout.grid, self.layout.forloop_range, tuple(nodes))
         return BlockResult(block, tuple(out_labels), self.layout.split_label is None)
+
+
+def _ops_needed(loose: int, unread_post: int, outputs: int) -> int:
+    """A lower bound on the ops that fold ``loose`` unread in-loop values and ``unread_post``
+    unread post-loop values into ``outputs`` outputs.
+
+    In-loop values can only leave the loop through an accumulator, and each op folds at most one
+    of them away (a binary op merges two into one, an accumulator moves one after the loop);
+    values after the loop then merge pairwise. That is at least L + max(0, P + 1 - outputs) ops
+    when L > 0, and P - outputs when L = 0.
+    """
+    if loose:
+        return loose + max(0, unread_post + 1 - outputs)
+    return max(0, unread_post - outputs)
+
+
+def _consumption_needed(loose: int, unread_post: int, from_loop: bool, is_post: bool,
+                        arity: int, remaining: int, outputs: int) -> int | None:
+    """How many unread values (of the kind the op reads) the next op must consume so that
+    ``_ops_needed`` still fits in the ``remaining`` ops after it; None if no choice does (the
+    ``unreachable`` filter, applied before any operand tuple is built)."""
+    for consumed in range(arity + 1):
+        loop_after = loose - (consumed if from_loop else 0) + (not is_post)
+        post_after = unread_post - (0 if from_loop else consumed) + is_post
+        if min(loop_after, post_after) >= 0 and \
+                _ops_needed(loop_after, post_after, outputs) <= remaining:
+            return consumed
+    return None
 
 
 def _omap(tile_labels: tuple[DimLabel, ...], layout: Layout, shape) -> tuple:

@@ -1,10 +1,12 @@
 """The search driver: configuration, workers, time budget, checkpoints, report, cache.
 
-``search(program, config)`` enumerates the layout classes of the first graph-defined kernel and
-hands each class to a worker process (``num_workers``); each class is searched to completion
-(``kernel.KernelSearch``) unless the time budget runs out. After every finished class the
-checkpoint (the classes done and their candidates) is rewritten atomically, so an interrupted
-search resumes where it stopped and ends with the same result set. Candidates are deduplicated
+``search(program, config)`` enumerates the layout classes of the first graph-defined kernel,
+cuts each class's block search into ``PARTS_PER_CLASS`` parts (``BlockSearch.run``) and hands
+the tasks (class, part) to worker processes (``num_workers``); each task is searched to
+completion (``kernel.KernelSearch``) unless the time budget runs out. The cut does not depend on
+the number of workers, so neither does the result. After every finished task the checkpoint
+(the tasks done and their candidates) is rewritten atomically, so an interrupted search resumes
+where it stopped and ends with the same result set. Candidates are deduplicated
 by structural hash, ranked by the cost model and verified (``mirage.verify``) best first until
 ``keep`` are proven equivalent. Results are cached by the hash of (program, config, code).
 """
@@ -36,7 +38,8 @@ from mirage.search.kernel import (
 )
 from mirage.verify import verify
 
-CODE_VERSION = "search-1"
+CODE_VERSION = "search-2"
+PARTS_PER_CLASS = 8  # tasks per layout class: one class can hold most of the work
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,8 @@ class Report:
     def lines(self) -> list[str]:
         rejected = ", ".join(f"{k} {v}" for k, v in sorted(self.rejected.items()))
         return [
-            f"[Search] layout classes: {self.classes_done}/{self.classes_total} searched"
-            f" ({self.resumed_classes} from checkpoint)",
+            f"[Search] tasks (layout class x part): {self.classes_done}/{self.classes_total}"
+            f" searched ({self.resumed_classes} from checkpoint)",
             f"[Search] states explored: {self.explored}",
             f"[Search] rejected per filter: {rejected or 'none'}",
             f"[Search] complete candidates: {self.candidates}; verified equivalent: "
@@ -134,8 +137,13 @@ def _classes(problem: Problem, prefix, config: SearchConfig):
     return layout_classes(layouts, prefix.operands)
 
 
-def _run_class(index: int) -> tuple[int, list[dict], dict, bool]:
-    """Search one layout class; returns (index, candidates as dicts, stats, finished)."""
+def _tasks(classes: list) -> list[str]:
+    return [f"{i}.{j}" for i in range(len(classes)) for j in range(PARTS_PER_CLASS)]
+
+
+def _run_task(task: str) -> tuple[str, list[dict], dict, bool]:
+    """Search one part of one layout class; returns (task, candidates as dicts, stats,
+    finished)."""
     w = _WORKER
     config: SearchConfig = w["config"]
     stats = Stats()
@@ -143,10 +151,11 @@ def _run_class(index: int) -> tuple[int, list[dict], dict, bool]:
                     config.use_pruning, config.allow_split)
     search = KernelSearch(w["problem"], limits, stats, w["deadline"])
     found = {}
-    for graph in search.search_class(w["prefix"], w["classes"][index]):
+    index, part = (int(x) for x in task.split("."))
+    for graph in search.search_class(w["prefix"], w["classes"][index], part, PARTS_PER_CLASS):
         found[graph.digest] = graph_to_dict(graph)
     finished = not search.expired()
-    return index, list(found.values()), {"explored": stats.explored,
+    return task, list(found.values()), {"explored": stats.explored,
                                          "rejected": dict(stats.rejected)}, finished
 
 
@@ -185,31 +194,32 @@ def search(program: KernelGraph, config: SearchConfig = SearchConfig(),
     report = Report(resumed_classes=len(done))
     program_json = _program_json(program)
     _init_worker(program_json, config, deadline)
-    report.classes_total = len(_WORKER["classes"])
-    todo = [i for i in range(report.classes_total) if str(i) not in done]
+    tasks = _tasks(_WORKER["classes"])
+    report.classes_total = len(tasks)
+    todo = [t for t in tasks if t not in done]
 
-    def record(index, graphs, stats, finished):
+    def record(task, graphs, stats, finished):
         if not finished:
             report.stop_reason = "time budget"
             return
-        done[str(index)] = {"graphs": graphs, "stats": stats}
+        done[task] = {"graphs": graphs, "stats": stats}
         if checkpoint is not None:
             atomic_write_text(checkpoint, json.dumps({"key": key, "done": done}))
         if progress:
             found = sum(len(v["graphs"]) for v in done.values())
-            print(f"\r[Search] classes {len(done)}/{report.classes_total}, candidates {found}, "
+            print(f"\r[Search] tasks {len(done)}/{report.classes_total}, candidates {found}, "
                   f"{time.monotonic() - start:.1f} s", end="", file=sys.stderr, flush=True)
 
     if config.num_workers <= 1 or len(todo) <= 1:
-        for i in todo:
-            record(*_run_class(i))
+        for task in todo:
+            record(*_run_task(task))
             if time.monotonic() > deadline:
                 report.stop_reason = "time budget"
                 break
     else:
         ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
         with ctx.Pool(config.num_workers, _init_worker, (program_json, config, deadline)) as pool:
-            for result in pool.imap_unordered(_run_class, todo):
+            for result in pool.imap_unordered(_run_task, todo):
                 record(*result)
     if progress:
         print(file=sys.stderr)

@@ -71,7 +71,8 @@ def layouts_for(problem: Problem, prefix: Prefix, allow_split: bool) -> list[Lay
         labels.reduced & present
     )
     return enumerate_layouts(list(prefix.operands), labels.output_labels, labels.batch_labels,
-                             reducible, problem.target, allow_split=allow_split)
+                             reducible, problem.target, allow_split=allow_split,
+                             whole=labels.reduced & labels.output_labels)
 
 
 def extend(problem: Problem, prefix: Prefix, result: BlockResult) -> Prefix | None:
@@ -120,24 +121,27 @@ class KernelSearch:
     def expired(self) -> bool:
         return time.monotonic() > self.deadline
 
-    def bodies(self, prefix: Prefix, layout: Layout) -> list[BlockResult]:
+    def bodies(self, prefix: Prefix, layout: Layout, part: int = 0, parts: int = 1
+               ) -> list[BlockResult]:
         # Sum sizes differ between layouts of a class; the bodies do not.
         shape_free = tuple(re.sub(r"sum\(\d+", "sum(", str(t)) for t in prefix.terms)
         labels = tuple(tuple(tuple(f[0] for f in d) for d in op.labels) for op in prefix.operands)
-        key = (layout.class_key(list(prefix.operands)), shape_free, labels)
+        key = (layout.class_key(list(prefix.operands)), shape_free, labels, part, parts)
         if key not in self._bodies:
             search = BlockSearch(list(prefix.operands), list(prefix.terms), layout,
                                  list(self.problem.targets), self.limits.max_block_ops,
                                  self.stats, self.limits.use_pruning, self.deadline)
-            bodies = list(search.run())
+            bodies = list(search.run(part, parts))
             if self.expired():
                 return bodies  # cut short: not memoised, the class is reported unfinished
             self._bodies[key] = bodies
         return self._bodies[key]
 
-    def search_class(self, prefix: Prefix, layouts: list[Layout]) -> Iterator[KernelGraph]:
-        """Every candidate whose next kernel uses a layout of this class."""
-        representative = self.bodies(prefix, layouts[0])
+    def search_class(self, prefix: Prefix, layouts: list[Layout], part: int = 0, parts: int = 1
+                     ) -> Iterator[KernelGraph]:
+        """Every candidate whose next kernel uses a layout of this class (with ``parts > 1``,
+        those whose body lies in the block search's part ``part``)."""
+        representative = self.bodies(prefix, layouts[0], part, parts)
         for layout in layouts:
             for body in representative:
                 if self.expired():

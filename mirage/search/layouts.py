@@ -101,9 +101,16 @@ def _input_tile_bytes(operands, imaps, fmaps, grid, r) -> int:
 
 def enumerate_layouts(operands: list[Operand], output_labels: frozenset[str],
                       batch_labels: frozenset[str], reducible: frozenset[str], target: Target,
-                      allow_split: bool = True, max_blocks_per_sm: int = 16) -> list[Layout]:
+                      allow_split: bool = True, max_blocks_per_sm: int = 16,
+                      whole: frozenset[str] = frozenset()) -> list[Layout]:
     """Every layout for ``operands``: grids over output labels (batch labels split fully), an
-    optional split of one reducible label, and a loop over one reducible label."""
+    optional split of one reducible label, and a loop over one reducible label.
+
+    Labels in ``whole`` (output labels the program also reduces, like the hidden dim of an
+    rms_norm'ed output) are neither tiled by the grid nor walked by the loop in a layout
+    without a split: each block must see all of such a label to produce its final output
+    (a grid tile only sees part of the reduction, a loop leaves an output tile narrower than
+    the output)."""
     present = {f[0] for op in operands for d in op.labels for f in d[:1] if f[1] > 1}
     batch = sorted(batch_labels & present)
     parallel = sorted((output_labels & present) - batch_labels)
@@ -121,6 +128,8 @@ def enumerate_layouts(operands: list[Operand], output_labels: frozenset[str],
             axes = [(lab, _extent(operands, lab)) for lab in batch]
             axes += [(lab, s) for lab, s in par if s > 1]
             if split > 1:
+                if any(lab == split_label for lab, _ in axes):
+                    continue  # one label on two grid axes: both would split the same dim
                 axes.append((split_label, split))
             if len(axes) > 3:
                 continue
@@ -128,7 +137,11 @@ def enumerate_layouts(operands: list[Operand], output_labels: frozenset[str],
             grid = tuple(s for _, s in axes)
             if math.prod(grid) > max_blocks:
                 continue
+            if split == 1 and any(lab in whole for lab, s in axes if s > 1):
+                continue
             for loop_label, r in _loop_choices(operands, loopable, split_label, split):
+                if split == 1 and r > 1 and loop_label in whole:
+                    continue
                 layout = _make(operands, axes, grid, loop_label, r, split_label)
                 if layout is None:
                     continue
