@@ -47,14 +47,19 @@ L2_BYTES = 50 << 20
 
 # Tile parameters tried with --variants besides each builder's defaults.
 VARIANTS = {
-    "rmsnorm": [dict(tile_n=32, tile_k=512), dict(tile_n=16, tile_k=256),
-                dict(tile_n=64, tile_k=256)],
-    "gatedmlp": [dict(tile_n=32, tile_k=128), dict(tile_n=16, tile_k=256)],
-    "lora": [dict(tile_n=16, tile_k=256), dict(tile_n=32, tile_k=128)],
-    "gqa": [dict(combine_rows=32), dict(kv_splits=4, combine_rows=32),
-            dict(kv_splits=8, row_splits=4, combine_rows=32)],
-    "qknorm": [dict(combine_rows=32), dict(kv_splits=4, combine_rows=32),
-               dict(kv_splits=8, row_splits=4, combine_rows=32)],
+    "rmsnorm": [dict(tile_n=32, tile_k=256), dict(tile_n=64, tile_k=256),
+                dict(tile_n=64, tile_k=128), dict(tile_n=128, tile_k=128),
+                dict(tile_n=128, tile_k=64), dict(tile_n=32, tile_k=512),
+                dict(tile_n=32, tile_k=256, rms_first=True),
+                dict(tile_n=64, tile_k=256, rms_first=True),
+                dict(tile_n=128, tile_k=128, rms_first=True)],
+    "gatedmlp": [dict(tile_n=32, tile_k=256), dict(tile_n=16, tile_k=256),
+                 dict(tile_n=64, tile_k=128)],
+    "lora": [dict(tile_n=64, tile_k=64), dict(tile_n=16, tile_k=256)],
+    "gqa": [dict(kv_splits=16), dict(kv_splits=8), dict(kv_splits=4),
+            dict(kv_splits=8, row_splits=4)],
+    "qknorm": [dict(kv_splits=16), dict(kv_splits=8), dict(kv_splits=4),
+               dict(kv_splits=8, row_splits=4)],
     "ntrans": [],
 }
 
@@ -287,6 +292,8 @@ def main(argv=None) -> int:
                    help="CPU dry run: reduced shapes in the Triton interpreter, no timing")
     p.add_argument("--profile", action="store_true",
                    help="one untuned call per case (heuristic configs), for running under ncu")
+    p.add_argument("--params", default="",
+                   help='with --profile: builder parameters as JSON, e.g. {"tile_n": 64}')
     p.add_argument("--no-defer", action="store_true",
                    help="codegen A/B: reduce accumulators' last dim in every iteration")
     args = p.parse_args(argv)
@@ -342,12 +349,15 @@ def main(argv=None) -> int:
 
 
 def profile_once(args, log: Log) -> int:
-    """Each case once, untuned, after a warm-up call: the launches for ncu to look at
-    (``ncu -k regex:kernel_ --launch-skip <kernels per call>``)."""
+    """Each case once after a warm-up call: the launches for ncu to look at
+    (``ncu -k regex:kernel_ --launch-skip <kernels per call>``). Built with ``--params`` (JSON)
+    when given; launch configs come from the tuning cache when a timed run filled it (no
+    tuning launches then), else from the heuristic."""
+    params = json.loads(args.params) if args.params else {}
     for case in args.cases:
         for b in args.batches:
             shapes = SHAPES[case](b)
-            fn = compile_graph(REFERENCES[case](shapes, "fp16"), tune=False)
+            fn = compile_graph(REFERENCES[case](shapes, "fp16", **params), tune=False)
             gen = torch.Generator(device="cuda").manual_seed(0)
             inputs = draw(case, shapes, gen, "cuda")
             fn(*inputs)
