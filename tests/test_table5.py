@@ -7,9 +7,10 @@ def test_table5_smoke(tmp_path):
     assert main(["--ops", "3", "--workers", "1,2", "--cap", "60", "--no-pruning-ops", "3",
                  "--out", str(tmp_path)]) == 0
     text = (tmp_path / "table5.txt").read_text()
-    assert "max block ops" in text and "paper 8 threads" in text
+    assert "max ops (ours)" in text and "paper 8 threads" in text
+    assert "3 (1)" in text  # the paper's count (block inputs included) and ours
     assert (tmp_path / "table5.png").stat().st_size > 1000
-    assert (tmp_path / "table5.csv").read_text().startswith("max_ops,workers,pruning")
+    assert (tmp_path / "table5.csv").read_text().startswith("max_ops,max_block_ops,workers")
 
 
 def test_capped_runs_are_reported_as_above_the_cap():

@@ -246,20 +246,57 @@ def search(program: KernelGraph, config: SearchConfig = SearchConfig(),
         grid = tuple(grid for grid, _ in tiling)
         (seconds if grid in grids else firsts).append(g)
         grids.add(grid)
-    kept = []
     verify_start = time.monotonic()
-    for g in firsts + seconds:
-        if len(kept) >= config.keep:
-            break
-        if config.verify_candidates:
-            verdict = verify(program, g, target=target)
-            if not verdict:
-                report.failed_verification += 1
-                continue
-        kept.append(g)
+    kept = _first_verified(program, firsts + seconds, config, report)
     report.verified = len(kept) if config.verify_candidates else 0
     report.verify_s = time.monotonic() - verify_start
     return SearchResult(program, kept, [estimate_seconds(g, target) for g in kept], report)
+
+
+def _verify_one(args: tuple[str, str, str]) -> bool:
+    program_json, graph_json, target = args
+    program = loads(program_json).graphs[0]
+    graph = loads(graph_json, "<candidate>", TARGETS[target]).graphs[0]
+    return bool(verify(program, graph, target=TARGETS[target]))
+
+
+def _first_verified(program: KernelGraph, ranked: list[KernelGraph], config: SearchConfig,
+                    report: Report) -> list[KernelGraph]:
+    """The first ``config.keep`` candidates of ``ranked`` that verify, in ranked order.
+
+    With several workers the candidates are verified a batch of ``num_workers`` at a time in
+    parallel (a candidate the sequential order would not reach may be verified, never kept),
+    so the result is the same as verifying one after another."""
+    if not config.verify_candidates:
+        return ranked[: config.keep]
+    kept: list[KernelGraph] = []
+    if config.num_workers <= 1:
+        for g in ranked:
+            if len(kept) >= config.keep:
+                break
+            if verify(program, g, target=TARGETS[config.target]):
+                kept.append(g)
+            else:
+                report.failed_verification += 1
+        return kept
+    from mirage.ir.serialize import dumps
+
+    program_json = _program_json(program)
+    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    with ctx.Pool(config.num_workers) as pool:
+        for start in range(0, len(ranked), config.num_workers):
+            if len(kept) >= config.keep:
+                break
+            batch = ranked[start : start + config.num_workers]
+            jobs = [(program_json, dumps([g]), config.target) for g in batch]
+            for g, ok in zip(batch, pool.map(_verify_one, jobs), strict=True):
+                if len(kept) >= config.keep:
+                    break
+                if ok:
+                    kept.append(g)
+                else:
+                    report.failed_verification += 1
+    return kept
 
 
 def default_cache_dir() -> Path:

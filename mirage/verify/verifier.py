@@ -134,12 +134,39 @@ def signature_mismatch(program: KernelGraph, candidate: KernelGraph) -> str | No
     return None
 
 
-def field_trial(program: KernelGraph, candidate: KernelGraph, field: Field) -> str | None:
-    """One random test; returns the reason for a mismatch, or None when all outputs agree."""
+# The program's side of a trial depends only on the program and the trial's seed, and a search
+# verifies many candidates against one program with the same seeds: keep the last few.
+_PROGRAM_SIDE: dict[tuple, tuple] = {}
+_PROGRAM_SIDE_SIZE = 8
+
+
+def _program_side(program: KernelGraph, seed: int, field: Field) -> tuple[list, list]:
+    """Inputs and program outputs of the trial with ``seed``; leaves ``field`` (made from
+    ``seed``) in the state evaluating the program left it in (random-function keys drawn)."""
+    key = (program.digest, seed, field.p, field.q)
+    if key in _PROGRAM_SIDE:
+        inputs, expected, keys, rng_state = _PROGRAM_SIDE[key]
+        field._keys = dict(keys)
+        field.rng.bit_generator.state = rng_state
+        return inputs, expected
     inputs = [field.random_input(t.shape) for t in program.input_types]
-    sem = FieldSemantics(field)
-    expected = evaluate(program, inputs, sem)
-    got = evaluate(candidate, inputs, sem)
+    expected = evaluate(program, inputs, FieldSemantics(field))
+    if len(_PROGRAM_SIDE) >= _PROGRAM_SIDE_SIZE:
+        _PROGRAM_SIDE.pop(next(iter(_PROGRAM_SIDE)))
+    _PROGRAM_SIDE[key] = (inputs, expected, dict(field._keys), field.rng.bit_generator.state)
+    return inputs, expected
+
+
+def field_trial(program: KernelGraph, candidate: KernelGraph, field: Field,
+                seed: int | None = None) -> str | None:
+    """One random test; returns the reason for a mismatch, or None when all outputs agree.
+    With the ``seed`` ``field`` was made from, the program's side is reused across calls."""
+    if seed is None:
+        inputs = [field.random_input(t.shape) for t in program.input_types]
+        expected = evaluate(program, inputs, FieldSemantics(field))
+    else:
+        inputs, expected = _program_side(program, seed, field)
+    got = evaluate(candidate, inputs, FieldSemantics(field))
     for k, (a, b) in enumerate(zip(expected, got, strict=True)):
         differ = np.count_nonzero(a.p != b.p)
         if differ:
@@ -177,9 +204,10 @@ def verify(program: KernelGraph, candidate: KernelGraph,
     trials = trials_for(eps, config)
     seeds = np.random.SeedSequence(config.seed).spawn(trials + 1)
     for t in range(trials):
-        field = Field(int(seeds[t].generate_state(1)[0]))
+        seed = int(seeds[t].generate_state(1)[0])
+        field = Field(seed)
         try:
-            reason = field_trial(program, candidate, field)
+            reason = field_trial(program, candidate, field, seed)
         except NotLaxError as e:
             return Verdict(False, f"cannot verify: {e}", t)
         if reason:
