@@ -193,3 +193,18 @@ def test_a_label_the_output_keeps_and_the_program_reduces_is_never_tiled():
             assert lay.num_blocks == 1 and lay.forloop_range == 1, lay
         assert len({d for d in lay.imaps[0] if d is not None}) == sum(
             d is not None for d in lay.imaps[0])  # no dim split by two grid axes
+
+
+def test_sums_over_a_dim_the_program_keeps_are_not_generated():
+    """GatedMLP keeps the output columns: a body that sums a tile of X W1 over them (a size
+    that can coincide with a piece of the contraction) is never built, so every complete
+    candidate of a small search verifies."""
+    g = mi.new_kernel_graph()
+    x, w1, w2 = (g.new_input(s) for s in ((2, 64), (64, 64), (64, 64)))
+    g.mark_output(g.mul(g.silu(g.matmul(x, w1)), g.matmul(x, w2)))
+    prog = g.kernel_graph()
+    config = SearchConfig(max_block_ops=6, num_workers=1, keep=50, verify_candidates=False)
+    result = search(prog, config, progress=False)
+    assert result.report.rejected["label"] > 0
+    assert result.candidates
+    assert all(verify(prog, c) for c in result.candidates[:10])

@@ -32,6 +32,8 @@ from mirage.search.labels import DimLabel
 from mirage.search.layouts import Layout, Operand
 from mirage.semantics import ExprSemantics
 
+_ELEMENTWISE_BINARY = ("add", "sub", "mul", "div")
+_REDUCE_LAST = ("reduce_sum", "accum_sum_last", "accum_rms_last", "rms_norm")
 SPLIT_DEPTH = 2  # where ``BlockSearch.run`` cuts the tree into parts
 UNARY = ("exp", "square", "sqrt", "silu", "gelu", "relu", "rms_norm")
 _EXPR = ExprSemantics()
@@ -134,8 +136,9 @@ class BlockSearch:
 
     def __init__(self, operands: list[Operand], operand_terms: list[Term], layout: Layout,
                  targets: list[Poly], max_ops: int, stats: Stats, use_pruning: bool = True,
-                 deadline: float = float("inf")):
+                 deadline: float = float("inf"), reduced: frozenset[str] | None = None):
         self.operands, self.layout, self.targets = operands, layout, targets
+        self.reduced = reduced
         self.max_ops, self.stats, self.use_pruning = max_ops, stats, use_pruning
         self.deadline = deadline
         self.vocabulary = _vocabulary(targets)
@@ -293,6 +296,10 @@ class BlockSearch:
                 self.stats.rejected["shape"] += 1
                 continue
             shapes = [state.nodes[a].type.shape for a in args]
+            if self.use_pruning and self.reduced is not None and not self._reduces_allowed(
+                    op, [state.labels[a] for a in args], shapes):
+                self.stats.rejected["label"] += 1
+                continue
             term = _apply_expr(op, [state.terms[a] for a in args], attrs, shapes, self.layout)
             poly = normalize(term)
             if self.use_pruning and not any(is_subexpression(poly, t) for t in self.targets):
@@ -305,6 +312,36 @@ class BlockSearch:
             labels = _label_op(op, [state.labels[a] for a in args], attrs, shapes)
             yield _State(state.nodes + [node], state.terms + [term], state.polys + [poly],
                          state.labels + [labels], state.stages + [stage], key, state.ops + 1)
+
+    def _reduces_allowed(self, op: str, arg_labels: list, shapes: list) -> bool:
+        """Does ``op`` pair dims that carry the same label, and sum only over labels the
+        program reduces (or over unit dims)?
+
+        Abstract sums record how many terms they add, not which dims: summing a tile over an
+        output dim can match a target's sum size by coincidence (a 64-wide partial of X W1
+        reduced over its 64 columns looks like a 64-term piece of the contraction). No
+        equivalent µGraph sums over a dim the program keeps, so such ops are not generated;
+        nor ones that multiply, add or contract two different dims that happen to have the same
+        extent (square weights make those shape-correct).
+        """
+        if op in _ELEMENTWISE_BINARY:
+            # elementwise across two different dims (equal extents, different labels) pairs up
+            # indices the program never pairs
+            return all(a[0][0] == b[0][0] for a, b, sa, sb in zip(
+                arg_labels[0], arg_labels[1], shapes[0], shapes[1], strict=True)
+                if sa > 1 and sb > 1)
+        if op == "matmul":
+            if shapes[1][-2] > 1 and arg_labels[0][-1][0][0] != arg_labels[1][-2][0][0]:
+                return False  # contracts two different dims
+            factors, size = arg_labels[0][-1], shapes[0][-1]
+        elif op in _REDUCE_LAST:
+            factors, size = arg_labels[0][-1], shapes[0][-1]
+        else:
+            return True
+        if size == 1:
+            return True
+        name = factors[0][0]
+        return name.removeprefix("split:") in self.reduced or not name
 
     def _block_op(self, nodes: list[BlockNode], op: str, args, attrs: dict) -> BlockNode | None:
         """``infer.block_op``, memoised on what its result depends on (op, operand types,

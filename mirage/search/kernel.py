@@ -130,7 +130,8 @@ class KernelSearch:
         if key not in self._bodies:
             search = BlockSearch(list(prefix.operands), list(prefix.terms), layout,
                                  list(self.problem.targets), self.limits.max_block_ops,
-                                 self.stats, self.limits.use_pruning, self.deadline)
+                                 self.stats, self.limits.use_pruning, self.deadline,
+                                 self.problem.labels.reduced)
             bodies = list(search.run(part, parts))
             if self.expired():
                 return bodies  # cut short: not memoised, the class is reported unfinished
