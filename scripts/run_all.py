@@ -39,6 +39,7 @@ from pathlib import Path
 
 PROG = "make all"
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"  # where the figure targets publish (tests point it elsewhere)
 HOPPER = ("h100", "h200")  # cards whose figure is `make hopper` (b = 1, 8, 16)
 OK, FAILED, SKIPPED, INTERRUPTED = "ok", "FAILED", "skipped", "interrupted"
 PART_NAMES = ("environment", "search", "fig7", "hopper", "fig11", "table5", "check-saved",
@@ -227,8 +228,9 @@ def published_runs(results: Path) -> list[str]:
 
 
 def plan(opts: Options, gpu: Gpu, python: str, env_out: Path,
-         results: Path = ROOT / "results") -> list[Step]:
+         results: Path | None = None) -> list[Step]:
     """The parts of this run in order, each with the target or command it runs, or why not."""
+    results = RESULTS if results is None else results
     no_gpu = "no GPU"
     figure = "hopper" if gpu.slug in HOPPER else "fig7"
     steps = [Step("environment", command=[python, "-m", "scripts.run_all_parts", "env",

@@ -55,6 +55,8 @@ def fakes(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_PYTHON_LOG", str(py_log))
     monkeypatch.delenv("MIRAGE_ENV_RECORD", raising=False)
     monkeypatch.delenv("MIRAGE_IN_DOCKER", raising=False)
+    # results/ of this checkout (a real run's output) must not change what the fakes plan
+    monkeypatch.setattr(run_all, "RESULTS", tmp_path / "results")
 
     def setup(targets: dict[str, int]):
         monkeypatch.setenv("FAKE_MAKE_SPEC", json.dumps({"targets": {"venv": 0, **targets},
