@@ -47,12 +47,12 @@ L2_BYTES = 50 << 20
 
 # Tile parameters tried with --variants besides each builder's defaults.
 VARIANTS = {
-    "rmsnorm": [dict(tile_n=32, tile_k=256), dict(tile_n=64, tile_k=256),
-                dict(tile_n=64, tile_k=128), dict(tile_n=128, tile_k=128),
-                dict(tile_n=128, tile_k=64), dict(tile_n=32, tile_k=512),
+    "rmsnorm": [dict(tile_n=64, tile_k=256, rms_first=True),
                 dict(tile_n=32, tile_k=256, rms_first=True),
-                dict(tile_n=64, tile_k=256, rms_first=True),
-                dict(tile_n=128, tile_k=128, rms_first=True)],
+                dict(tile_n=64, tile_k=128, rms_first=True),
+                dict(tile_n=32, tile_k=256), dict(tile_n=64, tile_k=256),
+                dict(tile_n=64, tile_k=128), dict(tile_n=128, tile_k=128),
+                dict(tile_n=128, tile_k=64), dict(tile_n=32, tile_k=512)],
     "gatedmlp": [dict(tile_n=32, tile_k=256), dict(tile_n=16, tile_k=256),
                  dict(tile_n=64, tile_k=128)],
     "lora": [dict(tile_n=64, tile_k=64), dict(tile_n=16, tile_k=256)],
