@@ -58,10 +58,14 @@ def test_small_search_finds_the_fused_rmsnorm():
     result = search(prog, SearchConfig(max_block_ops=4, keep=20), progress=False)
     assert result.candidates, result.report.lines()
     for g in result.candidates:
-        assert len(g.customized_ids) == 1 and verify(prog, g)
-    shapes = [_ops(g) for g in result.candidates]
+        assert verify(prog, g)
+    fused = [g for g in result.candidates if len(g.customized_ids) == 1]
+    shapes = [_ops(g) for g in fused]
     assert ["accum_rms_last", "accum_sum", "div", "matmul"] in shapes  # the paper's form
     assert ["accum_sum", "matmul", "rms_norm"] in shapes  # whole rows: norm, then matmul
+    # and the RMS computed once by a small first kernel, the matmul kernel dividing by it
+    two = [g for g in result.candidates if len(g.customized_ids) == 2]
+    assert two and all(len(g.nodes[g.customized_ids[0]].args) == 1 for g in two)
     assert re.fullmatch(r"\[Search\] finished\. Time elapsed: \d+\.\d s",
                         result.report.lines()[-1])
 

@@ -25,6 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from mirage.expr import Mono, Poly, atoms_of, is_subexpression, normalize
+from mirage.expr.normal import atom_poly
 from mirage.ir import BlockGraph, BlockNode, IRError, infer
 from mirage.ir.check import LOOP, POST
 from mirage.ops import REGISTRY, Prop, Term
@@ -57,11 +58,19 @@ class Stats:
 @dataclass(frozen=True)
 class BlockResult:
     """A complete body: the block graph, its outputs' labels, and whether it is final (its
-    single output is the program's output) or partial (a later kernel combines its outputs)."""
+    single output is the program's output) or not: partial results a later kernel combines, or
+    (``keeps_inputs``) a divisor of the target computed once, which a later kernel reads next to
+    the program's inputs (the RMS of each row of X, say)."""
 
     block: BlockGraph
     output_labels: tuple[tuple[DimLabel, ...], ...]
     final: bool
+    keeps_inputs: bool = False
+
+    @property
+    def sources(self) -> tuple[int, ...]:
+        """The operands the kernel reads, in order (a subset for a divisor's kernel)."""
+        return tuple(n.source for n in self.block.nodes if n.op == "input")
 
     @property
     def steps(self) -> tuple:
@@ -72,7 +81,8 @@ class BlockResult:
         return ops, sinks
 
 
-def instantiate(steps: tuple, operands: list[Operand], layout: Layout, final: bool
+def instantiate(steps: tuple, operands: list[Operand], layout: Layout, final: bool,
+                keeps_inputs: bool = False, sources: list[int] | None = None
                 ) -> BlockResult | None:
     """The body ``steps`` (found under another layout of the same class) under ``layout``;
     None when a shape rule fails at these extents."""
@@ -81,8 +91,9 @@ def instantiate(steps: tuple, operands: list[Operand], layout: Layout, final: bo
     try:
         for k, (op, imap, fmap) in enumerate(zip(operands, layout.imaps, layout.fmaps,
                                                  strict=True)):
-            nodes.append(infer.block_input(op.type, k, layout.grid, layout.forloop_range, imap,
-                                           fmap))
+            source = k if sources is None else sources[k]
+            nodes.append(infer.block_input(op.type, source, layout.grid, layout.forloop_range,
+                                           imap, fmap))
             labels.append(op.labels)
         for op, args, attrs in ops:
             shapes = [nodes[a].type.shape for a in args]
@@ -98,7 +109,7 @@ def instantiate(steps: tuple, operands: list[Operand], layout: Layout, final: bo
     except IRError:
         return None
     block = BlockGraph(layout.grid, layout.forloop_range, tuple(nodes))
-    return BlockResult(block, tuple(out_labels), final)
+    return BlockResult(block, tuple(out_labels), final, keeps_inputs)
 
 
 @dataclass
@@ -136,9 +147,15 @@ class BlockSearch:
 
     def __init__(self, operands: list[Operand], operand_terms: list[Term], layout: Layout,
                  targets: list[Poly], max_ops: int, stats: Stats, use_pruning: bool = True,
-                 deadline: float = float("inf"), reduced: frozenset[str] | None = None):
+                 deadline: float = float("inf"), reduced: frozenset[str] | None = None,
+                 sources: list[int] | None = None):
         self.operands, self.layout, self.targets = operands, layout, targets
         self.reduced = reduced
+        # With ``sources`` the operands are a subset of the kernel's live tensors (their
+        # indices): the body may only compute a divisor of the target, once, for a later
+        # kernel to divide by (``BlockResult.keeps_inputs``).
+        self.sources = sources
+        self.divisors = _divisors(targets) if sources is not None else set()
         self.max_ops, self.stats, self.use_pruning = max_ops, stats, use_pruning
         self.deadline = deadline
         self.vocabulary = _vocabulary(targets)
@@ -148,7 +165,9 @@ class BlockSearch:
         nodes, labels = [], []
         for k, (op, imap, fmap) in enumerate(zip(operands, layout.imaps, layout.fmaps,
                                                  strict=True)):
-            node = infer.block_input(op.type, k, layout.grid, layout.forloop_range, imap, fmap)
+            source = k if sources is None else sources[k]
+            node = infer.block_input(op.type, source, layout.grid, layout.forloop_range, imap,
+                                     fmap)
             nodes.append(node)
             labels.append(op.labels)
         polys = [normalize(t) for t in operand_terms]
@@ -213,8 +232,9 @@ class BlockSearch:
             groups.append((False, op))
             # Under a split layout the outputs are partial sums a later kernel adds up: only
             # plain sums may sit between the loop and the outputs (nothing else commutes with
-            # that addition).
-            if not split:
+            # that addition). Without a loop (one iteration) an op after the accumulators
+            # computes what the same op before them would, so only the in-loop form is tried.
+            if not split and self.layout.forloop_range > 1:
                 groups.append((True, op))
         return sorted(groups)
 
@@ -363,13 +383,20 @@ class BlockSearch:
         if not state.nodes or state.stages[-1] != POST:
             return
         used = {a for nd in state.nodes for a in nd.args}
+        last = len(state.nodes) - 1
         if any(i not in used for i in range(len(self.operands))):
             return  # every operand must be read
         sinks = [i for i in range(len(state.nodes)) if i not in used]
         if any(state.stages[i] == LOOP for i in sinks):
             return  # dead in-loop work
+        if self.sources is not None:  # a divisor's kernel: nothing else completes here
+            if (self.layout.split_label is None and sinks == [last]
+                    and state.polys[last] in self.divisors):
+                built = self._with_outputs(state, [last], keeps_inputs=True)
+                if built is not None:
+                    yield built
+            return
         if self.layout.split_label is None:
-            last = len(state.nodes) - 1
             if sinks == [last] and state.polys[last] in self.targets:
                 built = self._with_outputs(state, [last])
                 if built is not None:
@@ -387,7 +414,8 @@ class BlockSearch:
         scaled = tuple(Mono(m.size * whole, m.num, m.den, m.sign) for m in partial.terms)
         return all(t in self.whole_parts for t in scaled)
 
-    def _with_outputs(self, state: _State, sinks: list[int]) -> BlockResult | None:
+    def _with_outputs(self, state: _State, sinks: list[int], keeps_inputs: bool = False
+                      ) -> BlockResult | None:
         nodes = list(state.nodes)
         out_labels = []
         for i in sinks:
@@ -400,7 +428,8 @@ class BlockSearch:
                 return None
             out_labels.append(labels)
         block = BlockGraph(self.layout.grid, self.layout.forloop_range, tuple(nodes))
-        return BlockResult(block, tuple(out_labels), self.layout.split_label is None)
+        final = self.layout.split_label is None and not keeps_inputs
+        return BlockResult(block, tuple(out_labels), final, keeps_inputs)
 
 
 def _ops_needed(loose: int, unread_post: int, outputs: int) -> int:
@@ -488,6 +517,13 @@ def _vocabulary(targets: list[Poly]) -> set[str]:
     ):
         vocab |= {"matmul", "reduce_sum", "accum_sum_last"}
     return vocab
+
+
+def _divisors(targets: list[Poly]) -> set[Poly]:
+    """The norms (``sqrt`` of a sum: an RMS) the targets' terms divide by, as values: what an
+    intermediate kernel may compute once for a later kernel to divide by. A softmax's row sum
+    is not offered: computing it apart costs a second pass over the whole exp(Q K^T)."""
+    return {atom_poly(a) for t in targets for m in t.terms for a in m.den if a.head == "sqrt"}
 
 
 def _whole_parts(targets: list[Poly]) -> set[Mono]:

@@ -11,6 +11,7 @@ is.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Iterator
@@ -20,10 +21,13 @@ from mirage.expr import Poly, is_subexpression, normalize
 from mirage.ir import IRError, KernelGraph, KernelNode, Ref, Target, check, infer
 from mirage.ops import Term, var
 from mirage.search.block import BlockResult, BlockSearch, Stats, instantiate
+from mirage.search.cost import estimate_block_seconds
 from mirage.search.labels import ProgramLabels, label_program
 from mirage.search.layouts import Layout, Operand, enumerate_layouts
 from mirage.semantics import ExprSemantics, run_block
 from mirage.verify import abstract_outputs
+
+DIVISOR_TILINGS = 2  # tilings of a divisor's kernel (an RMS) each body goes on with
 
 
 @dataclass(frozen=True)
@@ -78,15 +82,45 @@ def layouts_for(problem: Problem, prefix: Prefix, allow_split: bool) -> list[Lay
 def extend(problem: Problem, prefix: Prefix, result: BlockResult) -> Prefix | None:
     """The prefix with ``result`` appended as a customized kernel over the live tensors."""
     try:
-        node = infer.customized_op(prefix.nodes, prefix.live, result.block)
+        if result.keeps_inputs:  # reads a subset: renumber the sources over the args it reads
+            sources = result.sources
+            block = dataclasses.replace(result.block, nodes=tuple(
+                dataclasses.replace(n, source=sources.index(n.source)) if n.op == "input" else n
+                for n in result.block.nodes))
+            node = infer.customized_op(prefix.nodes, [prefix.live[k] for k in sources], block)
+            result = dataclasses.replace(result, block=block)
+            live_terms = [prefix.terms[k] for k in sources]
+        else:
+            node = infer.customized_op(prefix.nodes, prefix.live, result.block)
+            live_terms = list(prefix.terms)
     except IRError:
         return None
     index = len(prefix.nodes)
     outs = tuple(Ref(index, k) for k in range(len(node.outputs)))
     operands = tuple(Operand(t, labels) for t, labels in zip(node.outputs, result.output_labels,
                                                               strict=True))
-    terms = tuple(run_block(result.block, list(prefix.terms), ExprSemantics()))
+    terms = tuple(run_block(result.block, live_terms, ExprSemantics()))
+    if result.keeps_inputs:  # the next kernel reads the same tensors and the new result
+        outs, operands, terms = (prefix.live + outs, prefix.operands + operands,
+                                 prefix.terms + terms)
     return Prefix((*prefix.nodes, node), outs, operands, terms, prefix.customized + 1)
+
+
+def _operands(prefix: Prefix, subset: tuple[int, ...] | None) -> tuple[list, list]:
+    if subset is None:
+        return list(prefix.operands), list(prefix.terms)
+    return [prefix.operands[k] for k in subset], [prefix.terms[k] for k in subset]
+
+
+def divisor_subsets(problem: Problem, prefix: Prefix) -> list[tuple[int, ...]]:
+    """Proper subsets of the live tensors a first kernel may read to compute a divisor of the
+    target (an RMS) once: only for targets that divide by a norm, only before any kernel."""
+    from mirage.search.block import _divisors
+
+    n = len(prefix.live)
+    if prefix.customized or not _divisors(list(problem.targets)):
+        return []
+    return [tuple(k for k in range(n) if mask >> k & 1) for mask in range(1, 2**n - 1)]
 
 
 def complete(prefix: Prefix) -> KernelGraph:
@@ -121,37 +155,50 @@ class KernelSearch:
     def expired(self) -> bool:
         return time.monotonic() > self.deadline
 
-    def bodies(self, prefix: Prefix, layout: Layout, part: int = 0, parts: int = 1
-               ) -> list[BlockResult]:
+    def bodies(self, prefix: Prefix, layout: Layout, part: int = 0, parts: int = 1,
+               subset: tuple[int, ...] | None = None) -> list[BlockResult]:
+        operands, terms = _operands(prefix, subset)
         # Sum sizes differ between layouts of a class; the bodies do not.
-        shape_free = tuple(re.sub(r"sum\(\d+", "sum(", str(t)) for t in prefix.terms)
-        labels = tuple(tuple(tuple(f[0] for f in d) for d in op.labels) for op in prefix.operands)
-        key = (layout.class_key(list(prefix.operands)), shape_free, labels, part, parts)
+        shape_free = tuple(re.sub(r"sum\(\d+", "sum(", str(t)) for t in terms)
+        labels = tuple(tuple(tuple(f[0] for f in d) for d in op.labels) for op in operands)
+        key = (layout.class_key(operands), shape_free, labels, part, parts, subset)
         if key not in self._bodies:
-            search = BlockSearch(list(prefix.operands), list(prefix.terms), layout,
-                                 list(self.problem.targets), self.limits.max_block_ops,
-                                 self.stats, self.limits.use_pruning, self.deadline,
-                                 self.problem.labels.reduced)
+            search = BlockSearch(operands, terms, layout, list(self.problem.targets),
+                                 self.limits.max_block_ops, self.stats, self.limits.use_pruning,
+                                 self.deadline, self.problem.labels.reduced,
+                                 None if subset is None else list(subset))
             bodies = list(search.run(part, parts))
             if self.expired():
                 return bodies  # cut short: not memoised, the class is reported unfinished
             self._bodies[key] = bodies
         return self._bodies[key]
 
-    def search_class(self, prefix: Prefix, layouts: list[Layout], part: int = 0, parts: int = 1
-                     ) -> Iterator[KernelGraph]:
+    def search_class(self, prefix: Prefix, layouts: list[Layout], part: int = 0, parts: int = 1,
+                     subset: tuple[int, ...] | None = None) -> Iterator[KernelGraph]:
         """Every candidate whose next kernel uses a layout of this class (with ``parts > 1``,
-        those whose body lies in the block search's part ``part``)."""
-        representative = self.bodies(prefix, layouts[0], part, parts)
-        for layout in layouts:
-            for body in representative:
+        those whose body lies in the block search's part ``part``; with ``subset``, a kernel
+        over those live tensors only, which computes a divisor of the target)."""
+        representative = self.bodies(prefix, layouts[0], part, parts, subset)
+        operands, _ = _operands(prefix, subset)
+        for body in representative:
+            results = []
+            for layout in layouts:
                 if self.expired():
                     return
                 result = body if layout == layouts[0] else instantiate(
-                    body.steps, list(prefix.operands), layout, body.final)
+                    body.steps, operands, layout, body.final, body.keeps_inputs,
+                    None if subset is None else list(subset))
                 if result is None:
                     self.stats.rejected["instantiate"] += 1
                     continue
+                results.append(result)
+            if subset is not None:
+                # A divisor's kernel is small next to the kernel that follows it, and every
+                # one of its tilings would open the same search for that kernel: only the
+                # best-estimated few go on.
+                results.sort(key=lambda r: estimate_block_seconds(r.block, self.problem.target))
+                results = results[:DIVISOR_TILINGS]
+            for result in results:
                 yield from self._continue(prefix, result)
 
     def _continue(self, prefix: Prefix, result: BlockResult) -> Iterator[KernelGraph]:

@@ -24,19 +24,20 @@ def _split(extent: int, tile: int) -> int:
     return extent // tile
 
 
-def rmsnorm(shapes: dict, dtype: str = "fp16", tile_n: int | None = None, tile_k: int = 256,
-            rms_first: bool = False):
+def rmsnorm(shapes: dict, dtype: str = "fp16", tile_n: int = 64, tile_k: int = 256,
+            rms_first: bool | None = None):
     """rms_norm(X) W with the division moved after the matmul.
 
     One kernel: blocks split W's columns; the loop walks the hidden dim, accumulating X W and the
     sum of squares of X together; after the loop the product is divided by the RMS. With
-    ``rms_first`` a small first kernel computes the RMS of each row once, and the matmul kernel
-    only divides by it (every block of the fused form recomputes it from X).
+    ``rms_first`` (the default above 16 rows) a small first kernel computes the RMS of each row
+    once, and the matmul kernel only divides by it (every block of the fused form recomputes it
+    from X).
     """
     g = new_kernel_graph()
     x, w = inputs_of(g, shapes, dtype)
-    if tile_n is None:  # H100, expected/kernels-h100.md: 64 wins up to 16 rows, 32 at 32 rows
-        tile_n = 64 if x.dim(0) <= 16 else 32
+    if rms_first is None:  # H100, expected/kernels-h100.md: fused up to 16 rows; at 32 rows
+        rms_first = x.dim(0) > 16  # the fused kernel holds DRAM at 53%, the split form 77%
     loop = _split(x.dim(1), tile_k)
     if rms_first:
         tr = new_threadblock_graph((x.dim(0), 1, 1), loop)  # one block per row
