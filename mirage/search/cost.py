@@ -3,14 +3,13 @@
 Per graph-defined kernel: every block reads its input tiles once per loop iteration (so data
 re-read by several blocks counts every time) and writes its output tiles once; time is the larger
 of bytes over bandwidth and FLOPs over the matrix rate, scaled up when the grid has fewer blocks
-than the GPU has SMs and when the loop's tiles are too small, too large or too many for shared
-memory to pipeline, plus one launch. Pre-defined ops cost their operands and result once.
+than the GPU has SMs, by a fixed cost per loop iteration and when shared memory cannot hold
+enough iterations' tiles to pipeline them, plus one launch. Pre-defined ops cost their
+operands and result once.
 The numbers are estimates for ranking, not predictions: the GPU profile decides.
 """
 
 from __future__ import annotations
-
-import math
 
 from mirage.ir import KernelGraph, Target
 from mirage.ops import get
@@ -18,9 +17,9 @@ from mirage.ops import get
 BANDWIDTH = {"h100": 3.0e12, "a100": 1.8e12}  # bytes/s, measured copy bandwidth class
 MATRIX_RATE = {"h100": 700e12, "a100": 280e12}  # fp16 FLOP/s
 LAUNCH_S = 2.5e-6
-# H100: RMSNorm b = 8 ran K tiles of 256 in 21.9 us, 128 in 23.2, 512 in 29.8 (tile_n 32);
-# attention liked 64-key tiles
-MIN_LOOP_TILE, MAX_LOOP_TILE = 64, 256
+# per loop iteration, beyond streaming its tiles (H100, RMSNorm b = 8: K tiles of 256 ran 21.9
+# us, of 128 23.2)
+ITERATION_S = 0.1e-6
 
 
 def estimate_seconds(graph: KernelGraph, target: Target) -> float:
@@ -60,16 +59,14 @@ def estimate_block_seconds(block, target: Target) -> float:
 
 
 def _loop_tile_factor(block, target: Target) -> float:
-    """Penalties of a loop's tiling: 10% per factor of two that the tile along the walked dim
-    lies outside [MIN_LOOP_TILE, MAX_LOOP_TILE] elements (small tiles pay per-iteration
-    overhead, large ones registers), and 20% (50%) when shared memory holds only two (one)
-    iterations' input tiles (the loads stop overlapping the math). A loop of one iteration
-    streams nothing and pays neither."""
+    """Penalties of a loop's tiling. Each iteration costs ``ITERATION_S`` on top of streaming
+    its input tiles (at a full GPU's per-SM share of the bandwidth), so small tiles pay more;
+    and when shared memory holds only two (one) iterations' tiles the loads stop overlapping
+    the math: 20% (50%). A loop of one iteration streams nothing and pays neither."""
     if block.forloop_range == 1:
         return 1.0
-    inputs = [n for n in block.nodes if n.op == "input"]
-    tile = max(n.type.shape[n.fmap] for n in inputs if n.fmap is not None)
-    factor = 1.0 + 0.1 * (max(0.0, math.log2(tile / MAX_LOOP_TILE))
-                          + max(0.0, math.log2(MIN_LOOP_TILE / tile)))
-    stages = target.smem_per_block // max(1, sum(n.type.nbytes for n in inputs))
+    tile_bytes = sum(n.type.nbytes for n in block.nodes if n.op == "input")
+    per_sm = BANDWIDTH.get(target.name, 2e12) / target.num_sms
+    factor = 1.0 + ITERATION_S / max(tile_bytes / per_sm, 1e-9)
+    stages = target.smem_per_block // max(1, tile_bytes)
     return factor * (1.5 if stages < 2 else 1.2 if stages == 2 else 1.0)
