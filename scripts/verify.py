@@ -122,11 +122,12 @@ def main(argv=None) -> int:
                               checker.adopt(args.expected, gpu, proposed, name))
             print(f"  adopted {len(proposed)} bands for {gpu} into {args.expected / name}")
             bands = checker.load_bands(args.expected, name)
+        planned = meta.get("plan", {}).get("batches")  # QUICK=1 plans b = 1 only
         if figure == FIG11:
-            rows = endtoend_report.check(gpu, records, bands, claims)
+            rows = endtoend_report.check(gpu, records, bands, claims, planned)
             print(endtoend_report.render_check(rows))
         else:
-            rows = checker.check(gpu, measured, bands, claims)
+            rows = checker.check(gpu, measured, bands, claims, planned)
             print(checker.render(rows))
         counts = {v: sum(r.verdict == v for r in rows) for v in dict.fromkeys(
             r.verdict for r in rows)}

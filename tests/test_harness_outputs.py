@@ -75,6 +75,18 @@ def test_checker_pass_miss_missing_and_unmeasured():
         assert word in text
 
 
+def test_a_band_for_a_batch_size_the_run_did_not_plan_is_not_run_not_missing():
+    """QUICK=1 plans b = 1 only: the b = 16 band is NOT RUN, which does not fail; a band for a
+    planned batch size with no measurement still does (MISSING)."""
+    ups = speedups(FIXTURE)
+    bands = {("h100", "gqa", 16): band("gqa", 16, 1.0, 2.0),
+             ("h100", "lora", 1): band("lora", 1, 1.0, 2.0)}
+    rows = {(x.case, x.batch): x for x in checker.check("h100", ups, bands, [], [1, 8])}
+    assert rows[("gqa", 16)].verdict == checker.NOT_RUN
+    assert rows[("lora", 1)].verdict == checker.MISSING
+    assert not checker.failed([rows[("gqa", 16)]])
+
+
 def test_claims_are_shown_for_their_gpu_only():
     claims = checker.load_claims(EXPECTED)
     rows = checker.check("h100", speedups(FIXTURE), {}, claims)

@@ -9,7 +9,8 @@ gives most numbers only for some GPU or as a range over batch sizes.
 
 Verdicts per (case, b): PASS (inside the band), MISS (outside), MISSING (a band, but no Mirage
 speedup was measured), WRONG (Mirage failed its check: never acceptable), TO MEASURE (band not
-measured yet), NO BAND (measured, no band). MISS, MISSING and WRONG fail the check.
+measured yet), NO BAND (measured, no band), NOT RUN (a band for a batch size the run did not
+plan, as under QUICK=1). MISS, MISSING and WRONG fail the check.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ TO_BE_MEASURED = "to be measured"
 MEASURED = "measured"
 
 PASS, MISS, MISSING, WRONG = "PASS", "MISS", "MISSING", "WRONG"
+NOT_RUN = "NOT RUN"  # a band for a batch size the run did not plan (QUICK=1): not a failure
 TO_MEASURE, NO_BAND = "TO MEASURE", "NO BAND"
 FAILING = (MISS, MISSING, WRONG)
 
@@ -131,8 +133,9 @@ def verdict(measured: Speedup | None, band: Band | None) -> str:
 
 
 def check(gpu: str, measured: dict[tuple[str, int], Speedup], bands: dict,
-          claims: list[Claim]) -> list[Row]:
-    """One row per (case, b) that was measured or has a band on ``gpu``."""
+          claims: list[Claim], batches: list[int] | None = None) -> list[Row]:
+    """One row per (case, b) that was measured or has a band on ``gpu``. With ``batches`` (the
+    run's plan), a band for another batch size reads NOT RUN instead of MISSING."""
     keys = set(measured) | {(c, b) for g, c, b in bands if g == gpu}
     rows = []
     for case, b in sorted(keys, key=lambda k: (case_order(k[0]), k[1])):
@@ -140,8 +143,16 @@ def check(gpu: str, measured: dict[tuple[str, int], Speedup], bands: dict,
         s = measured.get((case, b))
         mine = tuple(c for c in claims if c.figure == "fig7" and c.case == case
                      and c.gpu in (None, gpu))
-        rows.append(Row(gpu, case, b, s, band, mine, verdict(s, band)))
+        rows.append(Row(gpu, case, b, s, band, mine, planned_verdict(s, band, b, batches)))
     return rows
+
+
+def planned_verdict(measured: Speedup | None, band: Band | None, b: int,
+                    batches: list[int] | None) -> str:
+    """``verdict``, except NOT RUN for an unmeasured batch size outside the run's plan."""
+    if measured is None and batches is not None and b not in batches:
+        return NOT_RUN
+    return verdict(measured, band)
 
 
 def failed(rows: list[Row]) -> bool:

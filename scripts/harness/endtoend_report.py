@@ -218,14 +218,17 @@ def render(records: list[Record], title: str) -> bytes:
 # --- checks (make verify) ---------------------------------------------------------------------
 
 
-def check(gpu: str, records: list[Record], bands: dict, claims: list) -> list[checker.Row]:
+def check(gpu: str, records: list[Record], bands: dict, claims: list,
+          batches: list[int] | None = None) -> list[checker.Row]:
     """One row per decode-step (model, b) measured or banded on ``gpu``: the band decides
-    (``checker.verdict``), the paper's Figure 11 claims and the issue's target are shown."""
+    (``checker.planned_verdict``: NOT RUN for a batch size outside ``batches``, the run's
+    plan), the paper's Figure 11 claims and the issue's target are shown."""
     measured = speedups(records)
     keys = list(measured) + [(c, b) for g, c, b in bands if g == gpu and (c, b) not in measured]
     mine = tuple(c for c in claims if c.figure == FIGURE)
     return [checker.Row(gpu, c, b, measured.get((c, b)), bands.get((gpu, c, b)), mine,
-                        checker.verdict(measured.get((c, b)), bands.get((gpu, c, b))))
+                        checker.planned_verdict(measured.get((c, b)), bands.get((gpu, c, b)),
+                                                b, batches))
             for c, b in keys]
 
 
