@@ -93,6 +93,16 @@ class Field:
             self.rng.integers(0, self.q, size=shape, dtype=np.int64),
         )
 
+    def state(self) -> tuple:
+        """What later draws depend on: the keys drawn so far and the generator's state."""
+        return dict(self._keys), self.rng.bit_generator.state
+
+    def restore(self, state: tuple) -> None:
+        """Continue as the field that ``state`` was taken from would."""
+        keys, rng_state = state
+        self._keys = dict(keys)
+        self.rng.bit_generator.state = rng_state
+
     def key(self, name: str) -> np.uint64:
         if name not in self._keys:
             self._keys[name] = np.uint64(self.rng.integers(1, 2**63, dtype=np.int64))

@@ -155,7 +155,7 @@ class BlockSearch:
         # indices): the body may only compute a divisor of the target, once, for a later
         # kernel to divide by (``BlockResult.keeps_inputs``).
         self.sources = sources
-        self.divisors = _divisors(targets) if sources is not None else set()
+        self.divisors = divisors(targets) if sources is not None else set()
         self.max_ops, self.stats, self.use_pruning = max_ops, stats, use_pruning
         self.deadline = deadline
         self.vocabulary = _vocabulary(targets)
@@ -519,7 +519,7 @@ def _vocabulary(targets: list[Poly]) -> set[str]:
     return vocab
 
 
-def _divisors(targets: list[Poly]) -> set[Poly]:
+def divisors(targets: list[Poly]) -> set[Poly]:
     """The norms (``sqrt`` of a sum: an RMS) the targets' terms divide by, as values: what an
     intermediate kernel may compute once for a later kernel to divide by. A softmax's row sum
     is not offered: computing it apart costs a second pass over the whole exp(Q K^T)."""

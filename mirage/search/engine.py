@@ -13,6 +13,7 @@ by structural hash, ranked by the cost model and verified (``mirage.verify``) be
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -36,6 +37,7 @@ from mirage.search.kernel import (
     initial_prefix,
     layout_classes,
     layouts_for,
+    restrict,
 )
 from mirage.verify import verify
 
@@ -140,9 +142,7 @@ def _classes(problem: Problem, prefix, config: SearchConfig) -> list[tuple]:
     classes = [(None, c) for c in layout_classes(layouts, prefix.operands)]
     if config.max_customized > 1:
         for subset in divisor_subsets(problem, prefix):
-            sub = dataclasses.replace(prefix, live=tuple(prefix.live[k] for k in subset),
-                                      operands=tuple(prefix.operands[k] for k in subset),
-                                      terms=tuple(prefix.terms[k] for k in subset))
+            sub = restrict(prefix, subset)
             sub_layouts = layouts_for(problem, sub, allow_split=False)
             classes += [(subset, c) for c in layout_classes(sub_layouts, sub.operands)]
     return classes
@@ -289,33 +289,35 @@ def _first_verified(program: KernelGraph, ranked: list[KernelGraph], config: Sea
     if not config.verify_candidates:
         return ranked[: config.keep]
     kept: list[KernelGraph] = []
-    if config.num_workers <= 1:
-        for g in ranked:
-            if len(kept) >= config.keep:
-                break
-            if verify(program, g, target=TARGETS[config.target]):
-                kept.append(g)
-            else:
-                report.failed_verification += 1
+    if config.keep <= 0:
         return kept
+    with contextlib.closing(_verdicts(program, ranked, config)) as verdicts:  # ends the pool
+        for g, ok in verdicts:
+            if not ok:
+                report.failed_verification += 1
+                continue
+            kept.append(g)
+            if len(kept) >= config.keep:
+                break  # before the next verdict: no work beyond the last one kept
+    return kept
+
+
+def _verdicts(program: KernelGraph, ranked: list[KernelGraph], config: SearchConfig):
+    """(candidate, equivalent?) in ranked order, computed lazily: one at a time, or a batch of
+    ``num_workers`` at a time in a process pool."""
+    target = TARGETS[config.target]
+    if config.num_workers <= 1:
+        yield from ((g, bool(verify(program, g, target=target))) for g in ranked)
+        return
     from mirage.ir.serialize import dumps
 
     program_json = _program_json(program)
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     with ctx.Pool(config.num_workers) as pool:
         for start in range(0, len(ranked), config.num_workers):
-            if len(kept) >= config.keep:
-                break
             batch = ranked[start : start + config.num_workers]
             jobs = [(program_json, dumps([g]), config.target) for g in batch]
-            for g, ok in zip(batch, pool.map(_verify_one, jobs), strict=True):
-                if len(kept) >= config.keep:
-                    break
-                if ok:
-                    kept.append(g)
-                else:
-                    report.failed_verification += 1
-    return kept
+            yield from zip(batch, pool.map(_verify_one, jobs), strict=True)
 
 
 def default_cache_dir() -> Path:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from mirage.expr import Poly, is_subexpression, normalize
 from mirage.ir import IRError, KernelGraph, KernelNode, Ref, Target, check, infer
 from mirage.ops import Term, var
-from mirage.search.block import BlockResult, BlockSearch, Stats, instantiate
+from mirage.search.block import BlockResult, BlockSearch, Stats, divisors, instantiate
 from mirage.search.cost import estimate_block_seconds
 from mirage.search.labels import ProgramLabels, label_program
 from mirage.search.layouts import Layout, Operand, enumerate_layouts
@@ -106,19 +106,20 @@ def extend(problem: Problem, prefix: Prefix, result: BlockResult) -> Prefix | No
     return Prefix((*prefix.nodes, node), outs, operands, terms, prefix.customized + 1)
 
 
-def _operands(prefix: Prefix, subset: tuple[int, ...] | None) -> tuple[list, list]:
+def restrict(prefix: Prefix, subset: tuple[int, ...] | None) -> Prefix:
+    """The prefix with only the live tensors ``subset`` (all of them for None)."""
     if subset is None:
-        return list(prefix.operands), list(prefix.terms)
-    return [prefix.operands[k] for k in subset], [prefix.terms[k] for k in subset]
+        return prefix
+    return dataclasses.replace(prefix, live=tuple(prefix.live[k] for k in subset),
+                               operands=tuple(prefix.operands[k] for k in subset),
+                               terms=tuple(prefix.terms[k] for k in subset))
 
 
 def divisor_subsets(problem: Problem, prefix: Prefix) -> list[tuple[int, ...]]:
     """Proper subsets of the live tensors a first kernel may read to compute a divisor of the
     target (an RMS) once: only for targets that divide by a norm, only before any kernel."""
-    from mirage.search.block import _divisors
-
     n = len(prefix.live)
-    if prefix.customized or not _divisors(list(problem.targets)):
+    if prefix.customized or not divisors(list(problem.targets)):
         return []
     return [tuple(k for k in range(n) if mask >> k & 1) for mask in range(1, 2**n - 1)]
 
@@ -157,7 +158,8 @@ class KernelSearch:
 
     def bodies(self, prefix: Prefix, layout: Layout, part: int = 0, parts: int = 1,
                subset: tuple[int, ...] | None = None) -> list[BlockResult]:
-        operands, terms = _operands(prefix, subset)
+        sub = restrict(prefix, subset)
+        operands, terms = list(sub.operands), list(sub.terms)
         # Sum sizes differ between layouts of a class; the bodies do not.
         shape_free = tuple(re.sub(r"sum\(\d+", "sum(", str(t)) for t in terms)
         labels = tuple(tuple(tuple(f[0] for f in d) for d in op.labels) for op in operands)
@@ -179,7 +181,7 @@ class KernelSearch:
         those whose body lies in the block search's part ``part``; with ``subset``, a kernel
         over those live tensors only, which computes a divisor of the target)."""
         representative = self.bodies(prefix, layouts[0], part, parts, subset)
-        operands, _ = _operands(prefix, subset)
+        operands = list(restrict(prefix, subset).operands)
         for body in representative:
             results = []
             for layout in layouts:

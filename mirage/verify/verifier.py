@@ -145,15 +145,14 @@ def _program_side(program: KernelGraph, seed: int, field: Field) -> tuple[list, 
     ``seed``) in the state evaluating the program left it in (random-function keys drawn)."""
     key = (program.digest, seed, field.p, field.q)
     if key in _PROGRAM_SIDE:
-        inputs, expected, keys, rng_state = _PROGRAM_SIDE[key]
-        field._keys = dict(keys)
-        field.rng.bit_generator.state = rng_state
+        inputs, expected, state = _PROGRAM_SIDE[key]
+        field.restore(state)
         return inputs, expected
     inputs = [field.random_input(t.shape) for t in program.input_types]
     expected = evaluate(program, inputs, FieldSemantics(field))
     if len(_PROGRAM_SIDE) >= _PROGRAM_SIDE_SIZE:
         _PROGRAM_SIDE.pop(next(iter(_PROGRAM_SIDE)))
-    _PROGRAM_SIDE[key] = (inputs, expected, dict(field._keys), field.rng.bit_generator.state)
+    _PROGRAM_SIDE[key] = (inputs, expected, field.state())
     return inputs, expected
 
 

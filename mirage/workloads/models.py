@@ -268,11 +268,13 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
 
 # Second candidates worth timing on the GPU, per kind (the Figure 11 harness keeps the fastest):
 # half the split-KV blocks for decode attention, and the narrower K tile for RMSNorm + matmul.
+def _half_the_splits(shapes: dict, target: Target) -> dict:
+    return {"splits": kv_splits(shapes["Q"][0], shapes["K"][1], target, blocks_per_sm=1)}
+
+
 ALTERNATIVES: dict[str, Callable[[dict, Target], dict]] = {
-    "attention": lambda shapes, target: {"splits": kv_splits(
-        shapes["Q"][0], shapes["K"][1], target, blocks_per_sm=1)},
-    "attention_qnorm": lambda shapes, target: {"splits": kv_splits(
-        shapes["Q"][0], shapes["K"][1], target, blocks_per_sm=1)},
+    "attention": _half_the_splits,
+    "attention_qnorm": _half_the_splits,
     "norm_matmul": lambda shapes, target: {"tile_k": reduction_tile(shapes["X"][1])},
 }
 
