@@ -7,6 +7,8 @@ input-to-output path has exactly one accumulator, and the tiles fit the target's
 
 from __future__ import annotations
 
+import functools
+
 from mirage.ir import infer
 from mirage.ir.graph import BlockGraph, KernelGraph, KernelNode
 from mirage.ir.infer import IRError, Rule
@@ -94,6 +96,12 @@ def block_rules(block: BlockGraph, target: Target) -> list[IRError]:
     return errors
 
 
+@functools.lru_cache(maxsize=50_000)
+def _block_rules_memo(block: BlockGraph, target: Target) -> tuple[IRError, ...]:
+    """``block_rules``, memoised: the search checks the same block in many candidates."""
+    return tuple(block_rules(block, target))
+
+
 def _rederive(prior: tuple[KernelNode, ...], node: KernelNode) -> KernelNode:
     if node.op == "input":
         if node.args:
@@ -128,7 +136,7 @@ def check(graph: KernelGraph, target: Target = DEFAULT_TARGET) -> list[IRError]:
             errors.append(IRError(Rule.TYPE_DISAGREES, "stored tile types disagree with the "
                                   "ones derived from the grid, loop range and maps", where))
         if new.block is not None:
-            errors += [e.at(where) for e in block_rules(new.block, target)]
+            errors += [e.at(where) for e in _block_rules_memo(new.block, target)]
         derived.append(new)
     if not graph.outputs:
         errors.append(IRError(Rule.BAD_OUTPUTS, "the graph has no outputs", "outputs"))

@@ -112,9 +112,31 @@ def kernel_op(prior: tuple[KernelNode, ...], op: str, args, attrs=()) -> KernelN
 def customized_op(prior: tuple[KernelNode, ...], args, block: BlockGraph) -> KernelNode:
     """A graph-defined op: its outputs are the block graph's outputs laid out by their omaps."""
     args = tuple(args)
-    arg_types = [_ref_type(prior, r) for r in args]
-    rebuilt = rebuild_block_graph(block, arg_types)
+    arg_types = tuple(_ref_type(prior, r) for r in args)
+    rebuilt = _rebuilt(block, arg_types)
     return KernelNode("customized", args, block_output_types(rebuilt), block=rebuilt)
+
+
+_REBUILT: dict[tuple, BlockGraph | IRError] = {}
+_REBUILT_MAX = 100_000
+
+
+def _rebuilt(block: BlockGraph, arg_types: tuple[TensorType, ...]) -> BlockGraph:
+    """``rebuild_block_graph``, memoised: the search and the checker re-derive the same block
+    for the same operand types many times over (a result or an error, both deterministic)."""
+    key = (block, arg_types)
+    found = _REBUILT.get(key)
+    if found is None:
+        try:
+            found = rebuild_block_graph(block, list(arg_types))
+        except IRError as e:
+            found = e
+        if len(_REBUILT) >= _REBUILT_MAX:
+            _REBUILT.clear()
+        _REBUILT[key] = found
+    if isinstance(found, IRError):
+        raise IRError(found.rule, found.message, found.where)  # a fresh one: no traceback pile-up
+    return found
 
 
 # --- block level -------------------------------------------------------------------------------

@@ -148,8 +148,13 @@ class BlockSearch:
     def __init__(self, operands: list[Operand], operand_terms: list[Term], layout: Layout,
                  targets: list[Poly], max_ops: int, stats: Stats, use_pruning: bool = True,
                  deadline: float = float("inf"), reduced: frozenset[str] | None = None,
-                 sources: list[int] | None = None):
+                 sources: list[int] | None = None, transposes: bool = True):
         self.operands, self.layout, self.targets = operands, layout, targets
+        # Abstract expressions do not see layouts, so transposes pass every expression filter.
+        # When the program has none, its inputs and output are in one orientation and any body
+        # with transposes has one without and no more ops ((A B)^T = B^T A^T, pairs cancel),
+        # so transposes are tried only when the program transposes something.
+        self.transposes = transposes
         self.reduced = reduced
         # With ``sources`` the operands are a subset of the kernel's live tensors (their
         # indices): the body may only compute a divisor of the target, once, for a later
@@ -192,11 +197,18 @@ class BlockSearch:
             state, depth = stack.pop()
             trunk = parts > 1 and depth < SPLIT_DEPTH
             self.stats = counted if (part == 0 or not trunk) else Stats()
-            # Equal tiles reached by different ops merge; the last op stays in the key because
-            # the canonical order of what may follow depends on it.
-            tiles = zip(state.stages, state.polys, (n.type for n in state.nodes), strict=True)
+            # Equal tiles reached by different ops merge. Which tiles are still unread stays in
+            # the key (it decides what can still complete in the ops left: merging a state
+            # with more unread tiles into one with fewer loses bodies), and so does the last op
+            # with its operands' values, because the canonical order of what may follow
+            # depends on it.
+            used = {a for nd in state.nodes for a in nd.args}
+            tiles = zip(state.stages, state.polys, (n.type for n in state.nodes),
+                        (i in used for i in range(len(state.nodes))), strict=True)
+            last_args = tuple(state.polys[a] for a in state.last_key[2]) \
+                if state.last_key else ()
             signature = (frozenset(Counter(tiles).items()),
-                         state.last_key[:2], state.polys[-1])
+                         state.last_key[:2], state.polys[-1], last_args)
             if signature in seen_states:
                 self.stats.rejected["same-state"] += 1
                 continue
@@ -223,7 +235,7 @@ class BlockSearch:
         """(after the loop?, op) pairs to try, in canonical order."""
         split = self.layout.split_label is not None
         groups = []
-        for op in sorted(self.vocabulary | {"transpose"}):
+        for op in sorted(self.vocabulary | ({"transpose"} if self.transposes else set())):
             rec = REGISTRY[op]
             if rec.has(Prop.ACCUMULATOR):
                 if not split or rec.finish.expr_fn is _SUM_FINISH:

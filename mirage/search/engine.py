@@ -124,13 +124,14 @@ def cache_key(program: KernelGraph, config: SearchConfig) -> str:
 _WORKER: dict = {}
 
 
-def _init_worker(program_json: str, config: SearchConfig, deadline: float) -> None:
+def _init_worker(program_json: str, config: SearchConfig, deadline: float,
+                 checkpointing: bool = False) -> None:
     program = loads(program_json).graphs[0]
     problem = Problem.of(program, TARGETS[config.target])
     prefix = initial_prefix(problem)
     classes = _classes(problem, prefix, config)
     _WORKER.update(problem=problem, prefix=prefix, classes=classes, config=config,
-                   deadline=deadline)
+                   deadline=deadline, bodies={}, checkpointing=checkpointing)
 
 
 def _classes(problem: Problem, prefix, config: SearchConfig) -> list[tuple]:
@@ -152,23 +153,26 @@ def _tasks(classes: list) -> list[str]:
     return [f"{i}.{j}" for i in range(len(classes)) for j in range(PARTS_PER_CLASS)]
 
 
-def _run_task(task: str) -> tuple[str, list[dict], dict, bool]:
-    """Search one part of one layout class; returns (task, candidates as dicts, stats,
-    finished)."""
+def _run_task(task: str) -> tuple[str, list[KernelGraph], list[dict] | None, dict, bool]:
+    """Search one part of one layout class; returns (task, candidates, the candidates as dicts
+    when the search writes checkpoints, stats, finished)."""
     w = _WORKER
     config: SearchConfig = w["config"]
     stats = Stats()
     limits = Limits(config.max_kernel_ops, config.max_block_ops, config.max_customized,
                     config.use_pruning, config.allow_split)
-    search = KernelSearch(w["problem"], limits, stats, w["deadline"])
+    search = KernelSearch(w["problem"], limits, stats, w["deadline"], w["bodies"])
     found = {}
     index, part = (int(x) for x in task.split("."))
     subset, layouts = w["classes"][index]
     for graph in search.search_class(w["prefix"], layouts, part, PARTS_PER_CLASS, subset):
-        found[graph.digest] = graph_to_dict(graph)
+        found.setdefault(graph.digest, graph)
     finished = not search.expired()
-    return task, list(found.values()), {"explored": stats.explored,
-                                         "rejected": dict(stats.rejected)}, finished
+    graphs = list(found.values())
+    # Serialised here, in parallel, and only for a checkpoint: the driver keeps the objects.
+    dicts = [graph_to_dict(g) for g in graphs] if w["checkpointing"] else None
+    return task, graphs, dicts, {"explored": stats.explored,
+                                 "rejected": dict(stats.rejected)}, finished
 
 
 # --- the driver --------------------------------------------------------------------------------
@@ -202,24 +206,28 @@ def search(program: KernelGraph, config: SearchConfig = SearchConfig(),
     deadline = start + config.time_budget_s
     key = cache_key(program, config)
     checkpoint = Path(checkpoint) if checkpoint else None
-    done: dict[str, dict] = _load_checkpoint(checkpoint, key)
+    done: dict[str, dict] = _load_checkpoint(checkpoint, key)  # task: {"graphs", "stats"}
     report = Report(resumed_classes=len(done))
+    target = TARGETS[config.target]
+    found = {task: [_graph(d, target) for d in entry["graphs"]] for task, entry in done.items()}
     program_json = _program_json(program)
-    _init_worker(program_json, config, deadline)
+    checkpointing = checkpoint is not None
+    _init_worker(program_json, config, deadline, checkpointing)
     tasks = _tasks(_WORKER["classes"])
     report.classes_total = len(tasks)
     todo = [t for t in tasks if t not in done]
 
-    def record(task, graphs, stats, finished):
+    def record(task, graphs, dicts, stats, finished):
         if not finished:
             report.stop_reason = "time budget"
             return
-        done[task] = {"graphs": graphs, "stats": stats}
-        if checkpoint is not None:
+        found[task] = graphs
+        done[task] = {"graphs": dicts, "stats": stats}
+        if checkpointing:
             atomic_write_text(checkpoint, json.dumps({"key": key, "done": done}))
         if progress:
-            found = sum(len(v["graphs"]) for v in done.values())
-            print(f"\r[Search] tasks {len(done)}/{report.classes_total}, candidates {found}, "
+            count = sum(len(v) for v in found.values())
+            print(f"\r[Search] tasks {len(done)}/{report.classes_total}, candidates {count}, "
                   f"{time.monotonic() - start:.1f} s", end="", file=sys.stderr, flush=True)
 
     if config.num_workers <= 1 or len(todo) <= 1:
@@ -230,18 +238,17 @@ def search(program: KernelGraph, config: SearchConfig = SearchConfig(),
                 break
     else:
         ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-        with ctx.Pool(config.num_workers, _init_worker, (program_json, config, deadline)) as pool:
+        with ctx.Pool(config.num_workers, _init_worker,
+                      (program_json, config, deadline, checkpointing)) as pool:
             for result in pool.imap_unordered(_run_task, todo):
                 record(*result)
     if progress:
         print(file=sys.stderr)
-    target = TARGETS[config.target]
     unique: dict[str, KernelGraph] = {}
-    for entry in done.values():
+    for task, entry in done.items():
         report.explored += entry["stats"]["explored"]
         report.rejected.update(entry["stats"]["rejected"])
-        for d in entry["graphs"]:
-            g = _graph(d, target)
+        for g in found[task]:
             unique.setdefault(g.digest, g)
     report.classes_done = len(done)
     report.candidates = len(unique)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from mirage.expr import Poly, is_subexpression, normalize
+from mirage.expr import Poly, atoms_of, is_subexpression, normalize
 from mirage.ir import IRError, KernelGraph, KernelNode, Ref, Target, check, infer
 from mirage.ops import Term, var
 from mirage.search.block import BlockResult, BlockSearch, Stats, divisors, instantiate
@@ -45,6 +45,11 @@ class Problem:
         terms = tuple(abstract_outputs(program))
         return Problem(program, label_program(program), terms,
                        tuple(normalize(t) for t in terms), target)
+
+    @property
+    def transposes(self) -> bool:
+        """Does the program transpose anything (so block bodies may need to)?"""
+        return any(n.op == "transpose" for n in self.program.nodes)
 
 
 @dataclass(frozen=True)
@@ -118,10 +123,18 @@ def restrict(prefix: Prefix, subset: tuple[int, ...] | None) -> Prefix:
 def divisor_subsets(problem: Problem, prefix: Prefix) -> list[tuple[int, ...]]:
     """Proper subsets of the live tensors a first kernel may read to compute a divisor of the
     target (an RMS) once: only for targets that divide by a norm, only before any kernel."""
-    n = len(prefix.live)
-    if prefix.customized or not divisors(list(problem.targets)):
+    if prefix.customized:
         return []
-    return [tuple(k for k in range(n) if mask >> k & 1) for mask in range(1, 2**n - 1)]
+    # A kernel that computes only the divisor reads exactly the inputs the divisor depends on
+    # (every operand of a body must be read): one subset per distinct set of variables.
+    names = [str(t) for t in prefix.terms]
+    subsets = set()
+    for divisor in divisors(list(problem.targets)):
+        used = {a.name for a in atoms_of(divisor) if a.head == "var"}
+        subset = tuple(k for k, name in enumerate(names) if name in used)
+        if 0 < len(subset) < len(names) and len(subset) == len(used):
+            subsets.add(subset)
+    return sorted(subsets)
 
 
 def complete(prefix: Prefix) -> KernelGraph:
@@ -149,9 +162,12 @@ class KernelSearch:
     """Candidates reachable from a prefix; block bodies are searched once per layout class
     (memoised) and instantiated for every layout of the class."""
 
-    def __init__(self, problem: Problem, limits: Limits, stats: Stats, deadline: float):
+    def __init__(self, problem: Problem, limits: Limits, stats: Stats, deadline: float,
+                 memo: dict | None = None):
         self.problem, self.limits, self.stats, self.deadline = problem, limits, stats, deadline
-        self._bodies: dict[tuple, list[BlockResult]] = {}
+        # ``memo`` may outlive this search (a worker's tasks share one): the bodies of a later
+        # kernel depend only on its operands, which many first kernels produce alike.
+        self._bodies: dict[tuple, list[BlockResult]] = {} if memo is None else memo
 
     def expired(self) -> bool:
         return time.monotonic() > self.deadline
@@ -168,7 +184,8 @@ class KernelSearch:
             search = BlockSearch(operands, terms, layout, list(self.problem.targets),
                                  self.limits.max_block_ops, self.stats, self.limits.use_pruning,
                                  self.deadline, self.problem.labels.reduced,
-                                 None if subset is None else list(subset))
+                                 None if subset is None else list(subset),
+                                 self.problem.transposes)
             bodies = list(search.run(part, parts))
             if self.expired():
                 return bodies  # cut short: not memoised, the class is reported unfinished
