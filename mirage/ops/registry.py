@@ -320,7 +320,7 @@ _register(
         props=frozenset({Prop.LAX}),
         attrs=(),
         shape=matmul_shape,
-        float_fn=lambda x, y, attrs: np.matmul(x, y),
+        float_fn=lambda x, y, attrs: ff.matmul_flat(x, y),
         ff_fn=lambda f, x, y, attrs: f.matmul(x, y),
         expr_fn=lambda a, attrs, shapes: total(shapes[0][-1], app("mul", a[0], a[1])),
         emit=lambda a, attrs, shapes: f"tl.dot({a[0]}, {a[1]}{_dot_precision(attrs)})",
