@@ -212,3 +212,45 @@ def test_sums_over_a_dim_the_program_keeps_are_not_generated():
     assert result.report.rejected["label"] > 0
     assert result.candidates
     assert all(verify(prog, c) for c in result.candidates[:10])
+
+
+def _bodies(prog, max_ops):
+    from mirage.ir import TARGETS
+    from mirage.search.kernel import Problem
+
+    search = _block_search(prog, max_ops)()
+    search.transposes = Problem.of(prog, TARGETS["h100"]).transposes
+    search.groups = search._groups()
+    return {_shape_of(r) for r in search.run()}
+
+
+def test_a_larger_op_limit_finds_every_body_a_smaller_one_finds():
+    """Merging equal states must not lose bodies: a state with more unread tiles than an equal
+    one (which cannot complete in the ops left) once shadowed it, so 7 ops found bodies that 8
+    did not."""
+    prog = PROGRAMS["rmsnorm"](SMALL_RMS)
+    found = [_bodies(prog, k) for k in (5, 6, 7)]
+    assert found[0]
+    assert found[0] <= found[1] <= found[2]
+
+
+def test_transposes_are_tried_only_for_programs_that_transpose():
+    from mirage.ir import TARGETS
+    from mirage.search.kernel import Problem
+
+    assert not Problem.of(program("rmsnorm", 1), TARGETS["h100"]).transposes
+    assert Problem.of(program("gqa", 1), TARGETS["h100"]).transposes
+    assert all("transpose" not in str(b) for b in _bodies(PROGRAMS["rmsnorm"](SMALL_RMS), 6))
+
+
+def test_a_divisor_kernel_reads_exactly_the_inputs_of_the_divisor():
+    from mirage.ir import TARGETS
+    from mirage.search.kernel import Problem, divisor_subsets, initial_prefix
+
+    def subsets(case):
+        problem = Problem.of(program(case, 1), TARGETS["h100"])
+        return divisor_subsets(problem, initial_prefix(problem))
+
+    assert subsets("rmsnorm") == [(0,)]  # the RMS of X, not anything of W
+    assert subsets("ntrans") == [(0,)]  # the inner norm of H
+    assert subsets("gatedmlp") == []
