@@ -44,7 +44,7 @@ from mirage.verify import verify
 CODE_VERSION = "search-3-rank"
 PARTS_PER_CLASS = 8  # tasks per layout class: one class can hold most of the work
 LEADERS_PER_COUNT = 2  # tilings of each kernel count verified first (``verification_order``)
-LOOPS_PER_GRID = 2  # loop ranges per grid verified before any grid's next
+LOOPS_PER_GRID = 3  # loop ranges per grid verified before any grid's next
 
 
 @dataclass(frozen=True)
