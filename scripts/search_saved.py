@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-block-ops", type=int, default=None,
                         help="one limit for every case (default: MAX_BLOCK_OPS per case)")
     parser.add_argument("--time-budget", type=float, default=600.0)
-    parser.add_argument("--keep", type=int, default=4)
+    parser.add_argument("--keep", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=1, help="searches run side by side")
     parser.add_argument("--out", default="saved_mugraphs")
     args = parser.parse_args(argv)

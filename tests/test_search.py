@@ -254,3 +254,29 @@ def test_a_divisor_kernel_reads_exactly_the_inputs_of_the_divisor():
     assert subsets("rmsnorm") == [(0,)]  # the RMS of X, not anything of W
     assert subsets("ntrans") == [(0,)]  # the inner norm of H
     assert subsets("gatedmlp") == []
+
+
+def _tilings(graphs):
+    return [tuple((n.block.grid, n.block.forloop_range) for n in g.nodes if n.block)
+            for g in graphs]
+
+
+def test_the_kept_rmsnorm_set_holds_the_reference_tiling_at_2_rows():
+    """The H100's best RMSNorm at 2 rows (the reference: 96 blocks of 64 columns, K tiles of
+    256) is among the kept candidates (unverified: the ranking alone is under test). Four
+    block ops hold the fused body."""
+    config = SearchConfig(max_block_ops=4, keep=8, verify_candidates=False)
+    result = search(program("rmsnorm", 1), config, progress=False)
+    assert _tilings([reference("rmsnorm", 1)])[0] in _tilings(result.candidates)
+
+
+def test_the_kept_rmsnorm_set_computes_the_rms_one_block_per_row_at_32_rows():
+    """At 32 rows the H100's best RMSNorm computes the RMS first, one block per row, then the
+    reference's matmul kernel (96 blocks, K tiles of 256): the kept set holds that structure.
+    Three block ops hold the two-kernel bodies (the fused one needs four)."""
+    config = SearchConfig(max_block_ops=3, keep=8, verify_candidates=False)
+    result = search(program("rmsnorm", 16), config, progress=False)
+    rows = program("rmsnorm", 16).input_types[0].shape[0]
+    matmul = _tilings([reference("rmsnorm", 16)])[0][1]
+    assert any(t[0][0] == (rows, 1, 1) and t[1] == matmul
+               for t in _tilings(result.candidates) if len(t) == 2)

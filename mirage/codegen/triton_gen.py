@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mirage.codegen.layout import TileLayout, analyze
-from mirage.ir import BlockGraph, KernelGraph, Ref
+from mirage.ir import DTYPE_BYTES, BlockGraph, KernelGraph, Ref, shared_memory_bytes
 from mirage.ir.check import LOOP, POST
 from mirage.ir.infer import is_accumulator
 from mirage.ops import Prop, get
@@ -64,6 +64,11 @@ class KernelSpec:
     forloop_range: int
     max_tile_numel: int  # largest padded tile of the kernel (for the no-GPU heuristic)
     num_dots: int
+    # Padded bytes of the tiles the loop streams (one copy per pipeline stage in flight) and of
+    # the rest of the block's shared memory (``ir.shared_memory_bytes`` less the streamed
+    # tiles): what ``runtime.tuning`` fits the pipelining depth to.
+    stage_bytes: int = 0
+    smem_bytes: int = 0
 
     @property
     def num_operands(self) -> int:
@@ -570,6 +575,9 @@ class _KernelWriter:
         lines += ["    " + line if line else "" for line in body]
         numel = max(
             (_prod(self.layout.padded_shape(j)) for j in range(len(block.nodes))), default=1)
+        stage = sum(_prod(self.layout.padded_shape(j)) * DTYPE_BYTES[n.type.dtype]
+                    for j, n in enumerate(block.nodes)
+                    if n.op == "input" and not self.layout.invariant[j])
         spec = KernelSpec(
             name=self.name,
             node=node_index,
@@ -581,6 +589,8 @@ class _KernelWriter:
             forloop_range=block.forloop_range,
             max_tile_numel=numel,
             num_dots=len(self.layout.dot_nodes),
+            stage_bytes=stage,
+            smem_bytes=max(0, shared_memory_bytes(block) - stage),
         )
         return "\n".join(lines) + "\n", spec
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 
 from mirage.ir import infer
-from mirage.ir.graph import BlockGraph, KernelGraph, KernelNode
+from mirage.ir.graph import DTYPE_BYTES, BlockGraph, KernelGraph, KernelNode
 from mirage.ir.infer import IRError, Rule
 from mirage.ir.target import DEFAULT_TARGET, Target
 from mirage.ops import Prop, get
@@ -64,25 +64,45 @@ def loop_stages(block: BlockGraph) -> tuple[list[str], list[IRError]]:
     return stages, errors
 
 
-def shared_memory_bytes(block: BlockGraph) -> int:
-    """Estimated shared memory of one block.
+DOT_MIN = 16  # tl.dot needs M, N, K >= 16: smaller operand dims are padded (codegen.layout)
 
-    Counts input tiles, results of non-elementwise ops (matmul, reductions) and accumulators
-    (fp32). Chains of elementwise ops are fused into registers by the thread-graph rules and
-    views cost nothing, so neither is counted.
+
+def _padded_numel(shape: tuple[int, ...], dot: bool) -> int:
+    """Elements of a tile as generated code holds it: every dim padded to a power of two, the
+    last two to at least ``DOT_MIN`` for a ``tl.dot`` operand."""
+    total = 1
+    for d, e in enumerate(shape):
+        e = 1 << max(0, (e - 1).bit_length())
+        if dot and d >= len(shape) - 2:
+            e = max(e, DOT_MIN)
+        total *= e
+    return total
+
+
+def shared_memory_bytes(block: BlockGraph) -> int:
+    """Estimated shared memory of one block, one copy of every tile (the generated kernel's
+    pipelining holds more copies where they fit, see ``runtime.tuning``).
+
+    Counts input tiles, results of non-elementwise ops (matmul, reductions), accumulators
+    (fp32) and every ``tl.dot`` operand (staged in shared memory whatever computed it), at the
+    padded extents the generated code uses (a 2-row tile of X fed to a matmul occupies 16
+    rows). Other chains of elementwise ops are fused into registers by the thread-graph rules
+    and views cost nothing, so neither is counted.
     """
+    dot_operands = {a for n in block.nodes if n.op == "matmul" for a in n.args}
     total = 0
-    for n in block.nodes:
-        if n.op == "input":
-            total += n.type.nbytes
-        elif n.op == "output":
+    for j, n in enumerate(block.nodes):
+        if n.op == "output":
             continue
-        elif infer.is_accumulator(n.op):
-            total += n.type.numel * ACCUMULATOR_BYTES
+        size = _padded_numel(n.type.shape, j in dot_operands) * n.type.nbytes // n.type.numel
+        if infer.is_accumulator(n.op):
+            total += size // DTYPE_BYTES[n.type.dtype] * ACCUMULATOR_BYTES
+        elif n.op == "input" or j in dot_operands:
+            total += size
         else:
             rec = get(n.op)
             if not rec.has(Prop.ELEMENTWISE) and not rec.has(Prop.VIEW):
-                total += n.type.nbytes
+                total += size
     return total
 
 

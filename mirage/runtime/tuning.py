@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from mirage.codegen import KernelSpec
+from mirage.ir.target import H100
 
 L2_FLUSH_BYTES = 256 << 20
 
@@ -26,26 +27,38 @@ class Config:
         return asdict(self)
 
 
-def heuristic(spec: KernelSpec) -> Config:
-    """A reasonable config without timing: ~1-4K tile elements per warp, 3 stages if looping."""
+def fits(spec: KernelSpec, stages: int, smem_per_block: int = H100.smem_per_block) -> bool:
+    """Does ``stages``-deep pipelining fit shared memory? Triton's pipeliner keeps
+    ``stages - 1`` copies of the streamed tiles in flight (at least one; on the H100 a
+    GatedMLP block of 136 KB tiles asked for 272 KB at 3 stages), next to the rest."""
+    return max(1, stages - 1) * spec.stage_bytes + spec.smem_bytes <= smem_per_block
+
+
+def heuristic(spec: KernelSpec, smem_per_block: int = H100.smem_per_block) -> Config:
+    """A reasonable config without timing: ~1-4K tile elements per warp, 3 stages if looping
+    (fewer where three do not fit shared memory)."""
     warps = 4
     if spec.max_tile_numel >= 8192:
         warps = 8
     elif spec.max_tile_numel <= 1024:
         warps = 2
     stages = 1 if spec.forloop_range == 1 else min(3, spec.forloop_range + 1)
+    while stages > 1 and not fits(spec, stages, smem_per_block):
+        stages -= 1
     return Config(warps, stages)
 
 
-def candidates(spec: KernelSpec) -> list[Config]:
-    """Configs to time for ``spec``, the heuristic's first."""
+def candidates(spec: KernelSpec, smem_per_block: int = H100.smem_per_block) -> list[Config]:
+    """Configs to time for ``spec``, the heuristic's first; none that overflows shared memory
+    (the heuristic's always stays: one stage is the least a kernel can ask for)."""
     if spec.forloop_range == 1:
         grid = [Config(w, 1) for w in (1, 2, 4, 8)]
     else:
         # 2 warps too: every warp of a tl.dot re-reads the whole A tile from shared memory,
         # which is what limits GEMV-like kernels (M padded to 16, many N-slices per block).
         grid = [Config(w, s) for w in (4, 8) for s in (2, 3, 4)] + [Config(2, 3), Config(2, 4)]
-    first = heuristic(spec)
+        grid = [c for c in grid if fits(spec, c.num_stages, smem_per_block)]
+    first = heuristic(spec, smem_per_block)
     return [first] + [c for c in grid if c != first]
 
 

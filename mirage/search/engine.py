@@ -41,8 +41,10 @@ from mirage.search.kernel import (
 )
 from mirage.verify import verify
 
-CODE_VERSION = "search-3"
+CODE_VERSION = "search-4"
 PARTS_PER_CLASS = 8  # tasks per layout class: one class can hold most of the work
+LEADERS_PER_COUNT = 2  # tilings of each kernel count verified first (``verification_order``)
+LOOPS_PER_GRID = 3  # loop ranges per grid verified before any grid's next
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class SearchConfig:
     allow_split: bool = True
     target: str = "h100"
     grid_hint: tuple[int, int, int] | None = None  # only layouts with this grid (first kernel)
-    keep: int = 8  # verified candidates to keep, best estimated first
+    keep: int = 8  # verified candidates to keep, in ``verification_order``
     verify_candidates: bool = True
 
     def key_fields(self) -> dict:
@@ -144,7 +146,8 @@ def _classes(problem: Problem, prefix, config: SearchConfig) -> list[tuple]:
     if config.max_customized > 1:
         for subset in divisor_subsets(problem, prefix):
             sub = restrict(prefix, subset)
-            sub_layouts = layouts_for(problem, sub, allow_split=False)
+            # A divisor (an RMS) has no contraction: its rows may go one per block.
+            sub_layouts = layouts_for(problem, sub, allow_split=False, small_tiles=True)
             classes += [(subset, c) for c in layout_classes(sub_layouts, sub.operands)]
     return classes
 
@@ -253,30 +256,47 @@ def search(program: KernelGraph, config: SearchConfig = SearchConfig(),
     report.classes_done = len(done)
     report.candidates = len(unique)
     report.search_s = time.monotonic() - start
-    ranked = sorted(unique.values(), key=lambda g: (estimate_seconds(g, target), _size(g),
-                                                    g.digest))
-    # One body per tiling, the best-estimated tiling of every grid first: the GPU profile then
-    # compares genuinely different schedules.
-    best_per_tiling = {}
-    for g in ranked:
-        best_per_tiling.setdefault(_tiling(g), g)
-    firsts, seconds, grids = [], [], set()
-    for tiling, g in best_per_tiling.items():
-        grid = tuple(grid for grid, _ in tiling)
-        (seconds if grid in grids else firsts).append(g)
-        grids.add(grid)
-    # The best two graphs of each kernel count lead: the estimate charges a launch and a short
-    # kernel's latency, which the GPU may repay (an RMS computed once instead of per block).
-    by_count: dict[int, list] = {}
-    for g in firsts:
-        by_count.setdefault(len(g.customized_ids), []).append(g)
-    leaders = sorted((g for gs in by_count.values() for g in gs[:2]), key=firsts.index)
-    firsts = leaders + [g for g in firsts if g not in leaders]
+    ordered = verification_order(list(unique.values()), target)
     verify_start = time.monotonic()
-    kept = _first_verified(program, firsts + seconds, config, report)
+    kept = _first_verified(program, ordered, config, report)
     report.verified = len(kept) if config.verify_candidates else 0
     report.verify_s = time.monotonic() - verify_start
     return SearchResult(program, kept, [estimate_seconds(g, target) for g in kept], report)
+
+
+def verification_order(candidates: list[KernelGraph], target) -> list[KernelGraph]:
+    """The order in which candidates are verified (and so kept): one body per tiling (the grid
+    and loop range of every kernel), the best-estimated body, so that the GPU profile compares
+    genuinely different schedules; tilings in estimate order, spread out:
+
+    * the best ``LEADERS_PER_COUNT`` tilings of each kernel count lead: the estimate charges a
+      launch and a short kernel's latency, which the GPU may repay (an RMS computed once
+      instead of per block);
+    * then at most ``LOOPS_PER_GRID`` loop ranges per grid before any grid's next: where the
+      estimate errs it errs along the loop (the per-iteration cost of a tile size), less
+      between grids;
+    * then the rest.
+    """
+    ranked = sorted(candidates, key=lambda g: (estimate_seconds(g, target), _size(g),
+                                                    g.digest))
+    best_per_tiling: dict[tuple, KernelGraph] = {}
+    for g in ranked:
+        best_per_tiling.setdefault(_tiling(g), g)
+    tilings = list(best_per_tiling.values())
+    by_count: dict[int, list] = {}
+    for g in tilings:
+        by_count.setdefault(len(g.customized_ids), []).append(g)
+    leaders = {id(g) for gs in by_count.values() for g in gs[:LEADERS_PER_COUNT]}
+    firsts, rest, per_grid = [], [], Counter()
+    for g in tilings:
+        grid = tuple(grid for grid, _ in _tiling(g))
+        if id(g) in leaders or per_grid[grid] < LOOPS_PER_GRID:
+            firsts.append(g)
+        else:
+            rest.append(g)
+        per_grid[grid] += 1
+    leading = [g for g in firsts if id(g) in leaders]
+    return leading + [g for g in firsts if id(g) not in leaders] + rest
 
 
 def _verify_one(args: tuple[str, str, str]) -> bool:

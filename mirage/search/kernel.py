@@ -73,7 +73,8 @@ def initial_prefix(problem: Problem) -> Prefix:
     return Prefix(nodes, live, operands, terms)
 
 
-def layouts_for(problem: Problem, prefix: Prefix, allow_split: bool) -> list[Layout]:
+def layouts_for(problem: Problem, prefix: Prefix, allow_split: bool,
+                small_tiles: bool = False) -> list[Layout]:
     labels = problem.labels
     present = {f[0] for op in prefix.operands for d in op.labels for f in d}
     reducible = frozenset(lab for lab in present if lab not in labels.output_labels) | (
@@ -81,7 +82,8 @@ def layouts_for(problem: Problem, prefix: Prefix, allow_split: bool) -> list[Lay
     )
     return enumerate_layouts(list(prefix.operands), labels.output_labels, labels.batch_labels,
                              reducible, problem.target, allow_split=allow_split,
-                             whole=labels.reduced & labels.output_labels)
+                             whole=labels.reduced & labels.output_labels,
+                             small_tiles=small_tiles)
 
 
 def extend(problem: Problem, prefix: Prefix, result: BlockResult) -> Prefix | None:

@@ -20,6 +20,9 @@ from mirage.ir import DTYPE_BYTES, Target, TensorType
 from mirage.search.labels import DimLabel
 
 TILE_CHOICES = (16, 32, 64, 128, 256)
+# Tiles below tl.dot's 16 rows, down to one row per block: only for kernels without a
+# contraction (``small_tiles``), which pay no padding for them.
+SMALL_TILES = (1, 2, 4, 8)
 LOOP_TILES = (16, 32, 64, 128, 256, 512)
 SPLIT_CHOICES = (2, 4, 8, 16, 32)
 
@@ -102,7 +105,8 @@ def _input_tile_bytes(operands, imaps, fmaps, grid, r) -> int:
 def enumerate_layouts(operands: list[Operand], output_labels: frozenset[str],
                       batch_labels: frozenset[str], reducible: frozenset[str], target: Target,
                       allow_split: bool = True, max_blocks_per_sm: int = 16,
-                      whole: frozenset[str] = frozenset()) -> list[Layout]:
+                      whole: frozenset[str] = frozenset(), small_tiles: bool = False
+                      ) -> list[Layout]:
     """Every layout for ``operands``: grids over output labels (batch labels split fully), an
     optional split of one reducible label, and a loop over one reducible label.
 
@@ -110,14 +114,16 @@ def enumerate_layouts(operands: list[Operand], output_labels: frozenset[str],
     rms_norm'ed output) are neither tiled by the grid nor walked by the loop in a layout
     without a split: each block must see all of such a label to produce its final output
     (a grid tile only sees part of the reduction, a loop leaves an output tile narrower than
-    the output)."""
+    the output). With ``small_tiles`` output labels may also be split into ``SMALL_TILES``
+    (a kernel that computes a divisor per row: one block per row)."""
     present = {f[0] for op in operands for d in op.labels for f in d[:1] if f[1] > 1}
     batch = sorted(batch_labels & present)
     parallel = sorted((output_labels & present) - batch_labels)
     loopable = sorted(reducible & present)
     max_blocks = max_blocks_per_sm * target.num_sms
     layouts = []
-    parallel_choices = [[(lab, s) for s in _splits(_extent(operands, lab), TILE_CHOICES)]
+    tiles = (SMALL_TILES if small_tiles else ()) + TILE_CHOICES
+    parallel_choices = [[(lab, s) for s in _splits(_extent(operands, lab), tiles)]
                         for lab in parallel]
     split_choices = [(None, 1)] + ([(lab, s) for lab in loopable for s in SPLIT_CHOICES
                                     if _extent(operands, lab) % s == 0
