@@ -83,21 +83,27 @@ def shared_memory_bytes(block: BlockGraph) -> int:
     """Estimated shared memory of one block, one copy of every tile (the generated kernel's
     pipelining holds more copies where they fit, see ``runtime.tuning``).
 
-    Counts input tiles, results of non-elementwise ops (matmul, reductions), accumulators
-    (fp32) and every ``tl.dot`` operand (staged in shared memory whatever computed it), at the
-    padded extents the generated code uses (a 2-row tile of X fed to a matmul occupies 16
-    rows). Other chains of elementwise ops are fused into registers by the thread-graph rules
-    and views cost nothing, so neither is counted.
+    Counts input tiles, results of non-elementwise ops (matmul, reductions) and accumulators
+    (fp32), at the padded extents the generated code uses: a tile that reaches a ``tl.dot``
+    (directly or through elementwise ops and views) is padded to 16 per side (a 2-row tile of
+    X fed to a matmul occupies 16 rows). Chains of elementwise ops are fused into registers by
+    the thread-graph rules and views cost nothing, so neither is counted.
     """
-    dot_operands = {a for n in block.nodes if n.op == "matmul" for a in n.args}
+    feeds_dot = {a for n in block.nodes if n.op == "matmul" for a in n.args}
+    for j in reversed(range(len(block.nodes))):
+        n = block.nodes[j]
+        rec = None if n.op in ("input", "output") else get(n.op)
+        if j in feeds_dot and rec is not None and (rec.has(Prop.ELEMENTWISE)
+                                                   or rec.has(Prop.VIEW)):
+            feeds_dot.update(n.args)
     total = 0
     for j, n in enumerate(block.nodes):
         if n.op == "output":
             continue
-        size = _padded_numel(n.type.shape, j in dot_operands) * n.type.nbytes // n.type.numel
+        size = _padded_numel(n.type.shape, j in feeds_dot) * n.type.nbytes // n.type.numel
         if infer.is_accumulator(n.op):
             total += size // DTYPE_BYTES[n.type.dtype] * ACCUMULATOR_BYTES
-        elif n.op == "input" or j in dot_operands:
+        elif n.op == "input":
             total += size
         else:
             rec = get(n.op)
