@@ -7,7 +7,8 @@ For each case and batch: the search of ``scripts.search_saved`` (same configurat
 checkpoint ``.cache/search/<case>_b<b>.ckpt``: after ``search_saved`` ran, nothing is searched
 again), then every unique complete candidate in verification order
 (``engine.verification_order``). Prints where the first candidate with the reference's tiling
-(the grid and loop range of each kernel, ``mirage.workloads.reference``) stands, whether it lies
+(the grid and loop range of each kernel, grid axes in any order,
+``mirage.workloads.reference``) stands, whether it lies
 within the first ``--keep`` (as if every candidate verified), whether the saved file holds it,
 and the leading tilings with their estimates.
 """
@@ -35,6 +36,12 @@ from mirage.search.engine import (
 from mirage.search.kernel import Problem, initial_prefix
 from mirage.workloads import program, reference
 from scripts.search_saved import MAX_BLOCK_OPS
+
+
+def _key(graph) -> tuple:
+    """A graph's tiling up to the order of grid axes (the search puts batch labels first,
+    then output tiles, then a split; a hand-written graph may order them otherwise)."""
+    return tuple((tuple(sorted(grid)), loop) for grid, loop in _tiling(graph))
 
 
 def _fmt(tiling) -> str:
@@ -66,23 +73,23 @@ def report(case: str, b: int, workers: int, keep: int, top: int, ckpt_dir: Path,
             unique.setdefault(g.digest, g)
     ordered = verification_order(list(unique.values()), target)
     ref = reference(case, b)
-    want = _tiling(ref)
-    tilings = [_tiling(g) for g in ordered]
+    want = _key(ref)
+    tilings = [_key(g) for g in ordered]
     rank = tilings.index(want) + 1 if want in tilings else None
     ref_us = estimate_seconds(ref, target) * 1e6
     path = saved / f"{case}_b{b}.json"
-    in_saved = path.exists() and want in [_tiling(g) for g in load(path, target).graphs]
+    in_saved = path.exists() and want in [_key(g) for g in load(path, target).graphs]
     print(f"== {case} b={b}: {len(unique)} candidates, {len(ordered)} tilings, {seconds:.0f} s;"
-          f" reference {_fmt(want)} est {ref_us:.2f} us: rank {rank}"
+          f" reference {_fmt(_tiling(ref))} est {ref_us:.2f} us: rank {rank}"
           f" {'within keep' if rank and rank <= keep else 'out'},"
           f" {'in' if in_saved else 'not in'} {path}")
     for k, g in enumerate(ordered[:top]):
         mark = "*" if tilings[k] == want else " "
         print(f"  {mark}{k + 1:3d} {estimate_seconds(g, target) * 1e6:7.2f} us  "
-              f"{_fmt(tilings[k])}")
+              f"{_fmt(_tiling(g))}")
     if rank and rank > top:
         print(f"  *{rank:3d} {estimate_seconds(ordered[rank - 1], target) * 1e6:7.2f} us  "
-              f"{_fmt(want)}")
+              f"{_fmt(_tiling(ordered[rank - 1]))}")
     return {"case": case, "b": b, "candidates": len(unique), "tilings": len(ordered),
             "rank": rank, "saved": in_saved}
 
