@@ -249,6 +249,9 @@ class KernelSearch:
         kernel_ops = len(nxt.nodes) - len(problem.program.input_ids)
         if nxt.customized >= limits.max_customized or kernel_ops >= limits.max_kernel_ops:
             return
-        for members in layout_classes(layouts_for(problem, nxt, allow_split=False),
-                                      nxt.operands):
+        # A kernel that reads only earlier kernels' results (partial sums to combine, say) has
+        # no contraction over a program input: its rows may be tiled below tl.dot's 16.
+        combines = all(nxt.nodes[r.node].op != "input" for r in nxt.live)
+        for members in layout_classes(layouts_for(problem, nxt, allow_split=False,
+                                                  small_tiles=combines), nxt.operands):
             yield from self.search_class(nxt, members)

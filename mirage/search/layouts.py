@@ -21,7 +21,8 @@ from mirage.search.labels import DimLabel
 
 TILE_CHOICES = (16, 32, 64, 128, 256)
 # Tiles below tl.dot's 16 rows, down to one row per block: only for kernels without a
-# contraction (``small_tiles``), which pay no padding for them.
+# contraction (``small_tiles``: an RMS kernel, a kernel combining partial results), which pay
+# no padding for them.
 SMALL_TILES = (1, 2, 4, 8)
 LOOP_TILES = (16, 32, 64, 128, 256, 512)
 SPLIT_CHOICES = (2, 4, 8, 16, 32)
