@@ -41,7 +41,7 @@ from mirage.search.kernel import (
 )
 from mirage.verify import verify
 
-CODE_VERSION = "search-2"
+CODE_VERSION = "search-3-ntrans"
 PARTS_PER_CLASS = 8  # tasks per layout class: one class can hold most of the work
 
 
