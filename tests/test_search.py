@@ -1,6 +1,7 @@
 """The superoptimizer: pruning never removes a correct prefix; small searches find fused
 µGraphs, also for programs outside the six; interrupted searches resume to the same result."""
 
+import itertools
 import json
 import re
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 import mirage as mi
 from mirage.expr import is_subexpression, normalize
 from mirage.ir import save
-from mirage.ops import var
+from mirage.ops import REGISTRY, Prop, var
 from mirage.search import SearchConfig, search
 from mirage.semantics import ExprSemantics, evaluate
 from mirage.verify import abstract_outputs, verify
@@ -35,6 +36,86 @@ def test_no_prefix_of_a_reference_mugraph_is_pruned(case, b):
     pruned = [where for where, term in _all_expressions(reference(case, b))
               if not is_subexpression(normalize(term), target)]
     assert pruned == []
+
+
+def _customized_values(graph):
+    """For each graph-defined kernel of ``graph``, in order: (node index, its block, the
+    abstract expressions of its block nodes by index); and every kernel-level value by Ref."""
+    from mirage.ir import Ref
+    from mirage.ops import get
+    from mirage.semantics import run_block
+
+    values, kernels = {}, []
+    feed = iter(var(f"in{k}") for k in range(len(graph.input_ids)))
+    for i, node in enumerate(graph.nodes):
+        if node.op == "input":
+            values[Ref(i)] = next(feed)
+            continue
+        args = [values[r] for r in node.args]
+        if node.block is None:  # a pre-defined op
+            shapes = [graph.type_of(r).shape for r in node.args]
+            values[Ref(i)] = ExprSemantics().apply(get(node.op), args, node.attr, shapes)
+            continue
+        seen = {}
+        outs = run_block(node.block, args, ExprSemantics(),
+                         lambda where, v, seen=seen: seen.__setitem__(int(where[12:-1]), v))
+        for k, v in enumerate(outs):
+            values[Ref(i, k)] = v
+        kernels.append((i, node.block, seen))
+    return values, kernels
+
+
+@pytest.mark.parametrize("case", WORKLOADS)
+@pytest.mark.parametrize("b", (1, 16))
+def test_no_reference_prefix_breaks_a_bound(case, b):
+    """The bounds beside the subexpression check keep every prefix of every reference µGraph:
+    the kernels left after each kernel can still compute the output (``is_reachable``), and
+    along a kernel that completes the output (or a divisor of it) the functions still missing
+    fit in the ops left (``block._ops_to_make``)."""
+    from mirage.expr import is_reachable
+    from mirage.search.block import _functions, _goal, _ops_to_make, divisors
+
+    targets = [normalize(t) for t in abstract_outputs(program(case, b))]
+    graph = reference(case, b)
+    values, kernels = _customized_values(graph)
+    for i, block, seen in kernels:
+        later = {r for n in graph.nodes[i + 1 :] for r in n.args} | set(graph.outputs)
+        live = tuple(normalize(v) for r, v in values.items() if r.node <= i and r in later)
+        assert all(is_reachable(t, live) for t in targets), (case, b, i)
+        ops = [j for j, n in enumerate(block.nodes) if n.op not in ("input", "output")]
+        sinks = [n.args[0] for n in block.nodes if n.op == "output"]
+        goal = normalize(seen[sinks[0]])
+        if len(sinks) > 1 or (goal not in targets and goal not in divisors(targets)):
+            continue  # partial results: no goal of their own
+        functions, last_makes = _goal(goal, block.forloop_range > 1)
+        present = frozenset().union(*(_functions(normalize(seen[j])) for j in seen
+                                      if block.nodes[j].op == "input"))
+        for k, j in enumerate(ops):
+            present |= _functions(normalize(seen[j]))
+            assert _ops_to_make(functions, present, last_makes) <= len(ops) - k - 1, (
+                case, b, i, block.nodes[j].op)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, r in REGISTRY.items() if not r.has(Prop.IO)))
+def test_an_op_applies_at_most_one_new_function(name):
+    """What the ``atoms`` bound assumes of every op: its result holds at most one function or
+    divisor its operands do not, and an accumulator's new function is its whole result."""
+    from mirage.ops import app, total
+    from mirage.search.block import _functions, _goal
+
+    rec = REGISTRY[name]
+    pool = [var("a"), app("mul", var("b"), app("exp", var("c"))),
+            app("add", var("d"), app("sqrt", var("e"))), total(4, app("mul", var("f"), var("g")))]
+    attrs = {k: 1 for k in rec.attrs} | ({"dim0": 0} if "dim0" in rec.attrs else {})
+    for args in itertools.product(pool, repeat=rec.arity):
+        term = rec.expr_fn(list(args), attrs, [(4, 4)] * rec.arity)
+        if rec.has(Prop.ACCUMULATOR):
+            term = rec.finish.expr_fn(total(2, term), 8)
+        before = frozenset().union(*(_functions(normalize(a)) for a in args))
+        new = _functions(normalize(term)) - before
+        assert len(new) <= 1, (name, args, new)
+        if rec.has(Prop.ACCUMULATOR) and new:
+            assert _goal(normalize(term), False)[1], (name, term)
 
 
 def test_wrong_prefixes_are_pruned():
@@ -68,6 +149,41 @@ def test_small_search_finds_the_fused_rmsnorm():
     assert two and all(len(g.nodes[g.customized_ids[0]].args) == 1 for g in two)
     assert re.fullmatch(r"\[Search\] finished\. Time elapsed: \d+\.\d s",
                         result.report.lines()[-1])
+
+
+def test_search_fuses_ntrans_nested_norms_into_one_kernel():
+    """nTrans normalises a sum that holds another norm, rms_norm(x + alpha (rms_norm(h) - x)):
+    its expanded target admits many pieces, yet the plain program's search finds the one-kernel
+    body of the hand-written reference (6 ops, one block per row) and proves it equivalent."""
+    prog = program("ntrans", 1)
+    config = SearchConfig(max_block_ops=6, max_customized=1, grid_hint=(1, 1, 1), keep=2)
+    result = search(prog, config, progress=False)
+    assert result.report.stop_reason == "exhausted", result.report.lines()
+    assert result.candidates, result.report.lines()
+    assert all(len(g.customized_ids) == 1 and verify(prog, g) for g in result.candidates)
+    # the reference's shape: both norms, an accumulator and three elementwise ops in one body
+    # (the search may write x + alpha (n - x) as x - alpha (x - n))
+    ops = _ops(result.candidates[0])
+    assert len(ops) == 6 and ops.count("rms_norm") == 2 and "accum_sum" in ops, ops
+
+
+def test_nested_norm_pieces_of_unrelated_terms_are_pruned():
+    """A sum is a subexpression only as a whole: its terms become terms of the target under one
+    common context (``(e1 + e2) f = e1 f + e2 f``), not pieces of unrelated terms."""
+    from mirage.expr import is_reachable
+    from mirage.ops import app, total
+
+    (target,) = [normalize(t) for t in abstract_outputs(program("ntrans", 1))]
+    h, x, alpha = var("in0"), var("in1"), var("in2")
+    inner = REGISTRY["rms_norm"].expr_fn([h], {}, [(1, 4096)])
+    y = app("add", x, app("mul", alpha, app("sub", inner, x)))
+    assert is_subexpression(normalize(y), target)
+    assert not is_subexpression(normalize(app("add", x, alpha)), target)
+    assert is_subexpression(normalize(app("mul", x, alpha)), target)  # a monomial: a piece
+    # partial sums alone (what a kernel that splits the row leaves) cannot give x back
+    partial = normalize(total(2048, app("mul", x, x)))
+    assert not is_reachable(target, (partial,))
+    assert is_reachable(target, (normalize(h), normalize(x), normalize(alpha)))
 
 
 def test_unseen_program_rmsnorm_with_gain_fuses_into_one_kernel():

@@ -1,7 +1,7 @@
 """Abstract expressions: normal forms under the paper's A_eq axioms and the A_sub check."""
 
 from mirage.expr.normal import RULE_COUNTS, RULES, Atom, Mono, Poly, normalize
-from mirage.expr.subexpr import atoms_of, is_subexpression
+from mirage.expr.subexpr import atoms_of, is_reachable, is_subexpression
 
 __all__ = [
     "RULES",
@@ -10,6 +10,7 @@ __all__ = [
     "Mono",
     "Poly",
     "atoms_of",
+    "is_reachable",
     "is_subexpression",
     "normalize",
 ]

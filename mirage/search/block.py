@@ -7,11 +7,17 @@ counts what it rejects, see ``Stats``):
 * ``shape``: the op's shape rule (via ``mirage.ir.infer``);
 * ``expression``: the new tile's abstract expression is a subexpression of a target output;
 * ``duplicate``: an equal expression of the same shape and stage exists already;
+* ``atoms``: the target's functions (an RMS, an exp …) not yet computed outnumber the ops left
+  (an op applies at most one new function or divisor; see ``_goal``);
 * canonical order: an op must use the previous op's result or sort after it (this removes
   permutations of independent ops; such ops are never generated, so nothing is counted);
 * ``unreachable``: more values are left unconsumed than the remaining ops can fold into the
   outputs (each op consumes at most two and produces one);
 * ``same-state``: another order of the same ops reached an equal set of tiles already.
+
+Whole searches are skipped where no body could be of use: a divisor's kernel whose operands
+cannot compute a divisor, and a layout that splits a reduction when the targets cannot be
+computed from partial sums alone (``reach``, counted once).
 
 A body is *complete* when a post-loop tile equals a target output (one output, fused), or — under
 a layout that splits a reduced label across blocks — when its post-loop sinks are partial results
@@ -20,11 +26,12 @@ a later kernel combines.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from mirage.expr import Mono, Poly, atoms_of, is_subexpression, normalize
+from mirage.expr import Mono, Poly, atoms_of, is_reachable, is_subexpression, normalize
 from mirage.expr.normal import atom_poly
 from mirage.ir import BlockGraph, BlockNode, IRError, infer
 from mirage.ir.check import LOOP, POST
@@ -121,6 +128,7 @@ class _State:
     stages: list[str]
     last_key: tuple
     ops: int
+    atoms: frozenset = frozenset()  # the functions and divisors the tiles hold, at any depth
 
 
 def _label_op(op: str, args: list[tuple[DimLabel, ...]], attrs: dict, shapes) -> tuple:
@@ -176,7 +184,19 @@ class BlockSearch:
             nodes.append(node)
             labels.append(op.labels)
         polys = [normalize(t) for t in operand_terms]
-        self.root = _State(nodes, list(operand_terms), polys, labels, [LOOP] * len(nodes), (), 0)
+        # Only divisors these operands can compute (the RMS of a row of X needs X) and that
+        # read all of them: every operand must be read, and no op drops a variable of an operand
+        # from its result (nothing cancels), so each operand's variables end up in the divisor.
+        read = _variables(polys)
+        self.divisors = {d for d in self.divisors
+                         if read <= _variables([d]) and is_reachable(d, tuple(polys))}
+        # what each way to complete must compute (none for partial results: their parts are
+        # sums, not functions)
+        goals = self.divisors if sources is not None else () if layout.split_label else targets
+        post_ops = layout.split_label is None and layout.forloop_range > 1
+        self.goals = [_goal(g, post_ops) for g in goals]
+        self.root = _State(nodes, list(operand_terms), polys, labels, [LOOP] * len(nodes), (), 0,
+                           frozenset().union(*map(_functions, polys)))
 
     def run(self, part: int = 0, parts: int = 1):
         """Yield every complete body (``BlockResult``).
@@ -186,6 +206,11 @@ class BlockSearch:
         subtrees numbered ``part`` modulo ``parts``; the trunk's bodies and counts belong to
         part 0. The union over all parts holds every body the whole search finds.
         """
+        if self.sources is not None and not self.divisors:
+            return  # a divisor's kernel that cannot compute any divisor
+        if self.use_pruning and self.layout.split_label and not self._partials_may_reach():
+            self.stats.rejected["reach"] += 1  # the whole layout: see kernel.KernelSearch
+            return
         stack = [(self.root, 0)]
         seen_results = set()
         seen_states = set()
@@ -341,9 +366,16 @@ class BlockSearch:
                    for p, s, nd in zip(state.polys, state.stages, state.nodes, strict=True)):
                 self.stats.rejected["duplicate"] += 1
                 continue
+            atoms = state.atoms | _functions(poly)
+            if self.use_pruning and self.goals and all(
+                    _ops_to_make(functions, atoms, last_makes) > remaining
+                    for functions, last_makes in self.goals):
+                self.stats.rejected["atoms"] += 1
+                continue
             labels = _label_op(op, [state.labels[a] for a in args], attrs, shapes)
             yield _State(state.nodes + [node], state.terms + [term], state.polys + [poly],
-                         state.labels + [labels], state.stages + [stage], key, state.ops + 1)
+                         state.labels + [labels], state.stages + [stage], key, state.ops + 1,
+                         atoms)
 
     def _reduces_allowed(self, op: str, arg_labels: list, shapes: list) -> bool:
         """Does ``op`` pair dims that carry the same label, and sum only over labels the
@@ -404,6 +436,9 @@ class BlockSearch:
         if self.sources is not None:  # a divisor's kernel: nothing else completes here
             if (self.layout.split_label is None and sinks == [last]
                     and state.polys[last] in self.divisors):
+                if self._varies_along_reduced(state.labels[last]):
+                    self.stats.rejected["label"] += 1
+                    return
                 built = self._with_outputs(state, [last], keeps_inputs=True)
                 if built is not None:
                     yield built
@@ -417,6 +452,25 @@ class BlockSearch:
             built = self._with_outputs(state, sinks)
             if built is not None:
                 yield built
+
+    def _varies_along_reduced(self, labels: tuple[DimLabel, ...]) -> bool:
+        """Does a tile carry a label the program reduces? A divisor (the RMS of a row) is one
+        value per reduced row; a tile that still runs along the row has broadcast a sum back
+        over the dim it summed (``x_j * sum_i x_i``, whose normal form is that of
+        ``sum_i x_i * x_i``), not computed the divisor."""
+        return self.reduced is not None and any(
+            f[0] in self.reduced and f[1] > 1 for d in labels for f in d)
+
+    def _partials_may_reach(self) -> bool:
+        """Can the targets still be computed from partial results alone? A kernel that splits
+        a reduction leaves only its partial sums to later kernels (``kernel.extend``); if not
+        even all the partial sums ``_adds_up`` accepts could give back a target (its
+        element-wise inputs are gone, ``is_reachable``), no body of this layout is of use."""
+        splits = dict(zip(self.layout.grid_labels, self.layout.grid, strict=True))
+        whole = splits[self.layout.split_label]
+        parts = Poly(tuple(sorted(Mono(m.size // whole, m.num, m.den, m.sign)
+                                  for m in self.whole_parts if m.size % whole == 0)))
+        return all(is_reachable(t, (parts,)) for t in self.targets)
 
     def _adds_up(self, partial: Poly) -> bool:
         """Do the blocks' partial results of ``partial`` add up to a whole part of a target
@@ -529,6 +583,36 @@ def _vocabulary(targets: list[Poly]) -> set[str]:
     ):
         vocab |= {"matmul", "reduce_sum", "accum_sum_last"}
     return vocab
+
+
+@functools.lru_cache(maxsize=100_000)
+def _functions(p: Poly) -> frozenset:
+    """The function applications and divisors in ``p``, at any depth (not its variables)."""
+    return frozenset(a for a in atoms_of(p) if a.head != "var")
+
+
+def _variables(polys) -> frozenset:
+    return frozenset(a for p in polys for a in atoms_of(p) if a.head == "var")
+
+
+def _goal(goal: Poly, post_ops: bool) -> tuple[frozenset, bool]:
+    """The functions and divisors ``goal`` holds, and whether the op that completes it may be
+    the one that applies one of them. Without ops after the loop (``post_ops`` false: one
+    iteration, or a split) the last op is an accumulator, whose result is a sum (no new
+    function) or the application of its finish function alone (a norm): only a goal that is
+    one function application can be completed by the op that makes it."""
+    (first, *rest) = goal.terms
+    single = not rest and first == Mono(1, first.num) and len(first.num) == 1 and \
+        first.num[0].head != "var"
+    return _functions(goal), post_ops or single
+
+
+def _ops_to_make(functions: frozenset, present: frozenset, last_makes: bool) -> int:
+    """A lower bound on the ops that complete a goal holding ``functions`` (``_goal``) when
+    the tiles hold ``present``: one per missing function, and one more when the last op cannot
+    be one of them."""
+    missing = len(functions - present)
+    return missing + (1 if missing and not last_makes else 0)
 
 
 def divisors(targets: list[Poly]) -> set[Poly]:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from mirage.expr import Poly, atoms_of, is_subexpression, normalize
+from mirage.expr import Poly, atoms_of, is_reachable, is_subexpression, normalize
 from mirage.ir import IRError, KernelGraph, KernelNode, Ref, Target, check, infer
 from mirage.ops import Term, var
 from mirage.search.block import BlockResult, BlockSearch, Stats, divisors, instantiate
@@ -178,8 +178,9 @@ class KernelSearch:
                subset: tuple[int, ...] | None = None) -> list[BlockResult]:
         sub = restrict(prefix, subset)
         operands, terms = list(sub.operands), list(sub.terms)
-        # Sum sizes differ between layouts of a class; the bodies do not.
-        shape_free = tuple(re.sub(r"sum\(\d+", "sum(", str(t)) for t in terms)
+        # Sum sizes differ between layouts of a class; the bodies do not. Nor do they depend on
+        # how an operand was computed, only on its normal form.
+        shape_free = tuple(re.sub(r"sum\(\d+", "sum(", str(normalize(t))) for t in terms)
         labels = tuple(tuple(tuple(f[0] for f in d) for d in op.labels) for op in operands)
         key = (layout.class_key(operands), shape_free, labels, part, parts, subset)
         if key not in self._bodies:
@@ -245,6 +246,10 @@ class KernelSearch:
             for t in nxt.terms
         ):
             self.stats.rejected["expression"] += 1
+            return
+        values = tuple(normalize(t) for t in nxt.terms)
+        if limits.use_pruning and not all(is_reachable(t, values) for t in problem.targets):
+            self.stats.rejected["reach"] += 1  # e.g. partial sums alone: the inputs are gone
             return
         kernel_ops = len(nxt.nodes) - len(problem.program.input_ids)
         if nxt.customized >= limits.max_customized or kernel_ops >= limits.max_kernel_ops:
