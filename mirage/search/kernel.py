@@ -167,9 +167,13 @@ class KernelSearch:
     def __init__(self, problem: Problem, limits: Limits, stats: Stats, deadline: float,
                  memo: dict | None = None):
         self.problem, self.limits, self.stats, self.deadline = problem, limits, stats, deadline
-        # ``memo`` may outlive this search (a worker's tasks share one): the bodies of a later
-        # kernel depend only on its operands, which many first kernels produce alike.
-        self._bodies: dict[tuple, list[BlockResult]] = {} if memo is None else memo
+        # Two memos. ``_bodies`` (this search's) maps a layout class and its operands' normal
+        # forms up to sum sizes to bodies: sizes differ between the layouts of a class, the
+        # bodies do not. ``_exact`` (``memo``: it may be a worker's, shared by its tasks) is
+        # keyed by the layout and the exact normal forms, a pure function of the key, so what
+        # a task finds does not depend on which tasks ran before it in the same worker.
+        self._bodies: dict[tuple, list[BlockResult]] = {}
+        self._exact: dict[tuple, list[BlockResult]] = {} if memo is None else memo
 
     def expired(self) -> bool:
         return time.monotonic() > self.deadline
@@ -178,12 +182,15 @@ class KernelSearch:
                subset: tuple[int, ...] | None = None) -> list[BlockResult]:
         sub = restrict(prefix, subset)
         operands, terms = list(sub.operands), list(sub.terms)
-        # Sum sizes differ between layouts of a class; the bodies do not. Nor do they depend on
-        # how an operand was computed, only on its normal form.
-        shape_free = tuple(re.sub(r"sum\(\d+", "sum(", str(normalize(t))) for t in terms)
+        # Bodies depend on how an operand was computed only through its normal form.
+        forms = tuple(str(normalize(t)) for t in terms)
         labels = tuple(tuple(tuple(f[0] for f in d) for d in op.labels) for op in operands)
-        key = (layout.class_key(operands), shape_free, labels, part, parts, subset)
-        if key not in self._bodies:
+        key = (layout.class_key(operands), tuple(re.sub(r"sum\(\d+", "sum(", f) for f in forms),
+               labels, part, parts, subset)
+        if key in self._bodies:
+            return self._bodies[key]
+        exact = (layout, forms, labels, part, parts, subset)
+        if exact not in self._exact:
             search = BlockSearch(operands, terms, layout, list(self.problem.targets),
                                  self.limits.max_block_ops, self.stats, self.limits.use_pruning,
                                  self.deadline, self.problem.labels.reduced,
@@ -192,7 +199,8 @@ class KernelSearch:
             bodies = list(search.run(part, parts))
             if self.expired():
                 return bodies  # cut short: not memoised, the class is reported unfinished
-            self._bodies[key] = bodies
+            self._exact[exact] = bodies
+        self._bodies[key] = self._exact[exact]
         return self._bodies[key]
 
     def search_class(self, prefix: Prefix, layouts: list[Layout], part: int = 0, parts: int = 1,
