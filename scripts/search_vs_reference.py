@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             best = min(ok) if ok else float("nan")
             rows.append({"case": name, "b": b, "reference_us": round(ref_us, 2),
                          "searched_best_us": round(best, 2), "candidates": len(searched),
-                         "correct": len(ok), "ratio": round(best / ref_us, 3)})
+                         "correct": len(ok), "ratio": round(best / ref_us, 3),
+                         "candidates_us": [round(t, 2) for t, _ in searched]})
             print(json.dumps(rows[-1]), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
