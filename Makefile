@@ -70,7 +70,7 @@ check-saved: $(STAMP)  ## validate and verify every file in saved_mugraphs/
 table5: $(STAMP)  ## Table 5: RMSNorm search time vs max block ops (CPU; results/table5/)
 	$(VPY) -m scripts.table5 $(TABLE5_ARGS)
 
-search-saved: $(STAMP)  ## regenerate saved_mugraphs/ by search (FROM_SCRATCH; ~1 h on 8 cores)
+search-saved: $(STAMP)  ## regenerate saved_mugraphs/ by search (FROM_SCRATCH; ~3 min on 8 cores)
 	$(VPY) -m scripts.search_saved $(SEARCH_ARGS)
 
 # Figure 7 and the Hopper runs (scripts/fig7.py); GPU= names the card (checked against NVML),
