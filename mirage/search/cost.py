@@ -7,10 +7,10 @@ bounds overlap only in part on the GPU):
 * DRAM: every tensor the kernel reads is fetched once, every output written once (a tile
   several blocks re-read is served by L2);
 * per SM: the blocks one SM runs (``ceil(blocks / SMs)``, sharing that SM) walk their loop; each
-  iteration streams its input tiles at one SM's bandwidth and pays a fixed cost per step of its
-  longest chain of dependent ops (address math, barriers, the loop's reductions). This is what
-  makes few large blocks, and many tiny iterations, slow: a GEMV with 48 blocks of 128 columns
-  cannot pull DRAM's bandwidth through 48 SMs;
+  iteration streams its input tiles at one SM's bandwidth and pays a fixed cost (address math,
+  barriers, the loop's reductions). This is what makes few large blocks, and many tiny
+  iterations, slow: a GEMV with 48 blocks of 128 columns cannot pull DRAM's bandwidth through
+  48 SMs;
 * math: FLOPs at the matrix rate of the SMs the grid occupies.
 
 Each kernel also pays one launch. Pre-defined ops cost their operands and result once.
@@ -25,22 +25,13 @@ from __future__ import annotations
 import math
 
 from mirage.ir import KernelGraph, Target
-from mirage.ir.check import LOOP, loop_stages
-from mirage.ir.infer import is_accumulator
 from mirage.ops import get
 
 BANDWIDTH = {"h100": 3.0e12, "a100": 1.8e12}  # bytes/s, measured copy bandwidth class
 SM_BANDWIDTH = {"h100": 40e9, "a100": 30e9}  # bytes/s one SM's blocks stream (fitted)
 MATRIX_RATE = {"h100": 700e12, "a100": 280e12}  # fp16 FLOP/s
 LAUNCH_S = 1.5e-6
-# per step of a loop iteration's longest chain of dependent matmuls and reductions (each waits
-# for the one before: tl.dot's pipeline, a cross-thread reduction), beyond streaming its tiles.
-# Fitted: RMSNorm's one-step iterations (0.05 us, its K-tile sweep) and split-KV attention's two
-# to three (H100, expected/search-vs-reference-h100/session3: QKNorm b=16 with 32-wide KV tiles,
-# 64 iterations, ran 55.8 us; 16-wide, 128 iterations, 80.6 us)
-STEP_S = 0.05e-6
-RESIDENT_BLOCKS = 2  # blocks of one kernel an SM runs at once (shared memory, registers)
-CHAIN_OPS = frozenset({"matmul", "reduce_sum", "rms_norm", "accum_sum_last", "accum_rms_last"})
+ITERATION_S = 0.05e-6  # per loop iteration of a block, beyond streaming its tiles (fitted)
 SOFTMAX_P = 4.0  # how sharply the bounds combine (infinity: the largest alone)
 
 
@@ -59,20 +50,6 @@ def estimate_seconds(graph: KernelGraph, target: Target) -> float:
             continue
         total += estimate_block_seconds(node.block, target)
     return total
-
-
-def _chain_steps(block) -> int:
-    """The longest chain of dependent matmuls and reductions in one loop iteration, from the
-    input tiles to an accumulator. Elementwise ops between them stay in registers; each
-    matmul or reduction waits for the one before, so an iteration costs at least the chain's
-    latency, whatever its tiles."""
-    stages, _ = loop_stages(block)
-    steps = [0] * len(block.nodes)
-    for i, n in enumerate(block.nodes):
-        if n.op in ("input", "output") or not (stages[i] == LOOP or is_accumulator(n.op)):
-            continue
-        steps[i] = (n.op in CHAIN_OPS) + max((steps[a] for a in n.args), default=0)
-    return max(1, max(steps))
 
 
 def _full_bytes(block, n) -> int:
@@ -99,12 +76,8 @@ def estimate_block_seconds(block, target: Target) -> float:
             shapes = [block.nodes[a].type.shape for a in n.args]
             flops += get(n.op).flops(shapes, n.type.shape) * block.forloop_range * blocks
     dram = (sum(read.values()) + written) / bandwidth
-    per_sm_blocks = math.ceil(blocks / target.num_sms)
-    # Streaming is throughput: every block an SM runs adds its tiles. The chain's latency
-    # overlaps between the blocks an SM holds at once (``RESIDENT_BLOCKS``).
-    per_sm = block.forloop_range * (
-        STEP_S * _chain_steps(block) * math.ceil(per_sm_blocks / RESIDENT_BLOCKS)
-        + per_sm_blocks * tile_bytes / sm_bandwidth)
+    per_sm = math.ceil(blocks / target.num_sms) * block.forloop_range * (
+        ITERATION_S + tile_bytes / sm_bandwidth)
     math_s = flops / rate / min(1.0, blocks / target.num_sms)
     p = SOFTMAX_P
     return (dram**p + per_sm**p + math_s**p) ** (1 / p) + LAUNCH_S
