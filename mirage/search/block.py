@@ -187,9 +187,9 @@ class BlockSearch:
         # Only divisors these operands can compute (the RMS of a row of X needs X) and that
         # read all of them: every operand must be read, and no op drops a variable of an operand
         # from its result (nothing cancels), so each operand's variables end up in the divisor.
-        read = _variables(polys)
+        read = variables(polys)
         self.divisors = {d for d in self.divisors
-                         if read <= _variables([d]) and is_reachable(d, tuple(polys))}
+                         if read <= variables([d]) and is_reachable(d, tuple(polys))}
         # what each way to complete must compute (none for partial results: their parts are
         # sums, not functions)
         goals = self.divisors if sources is not None else () if layout.split_label else targets
@@ -591,7 +591,8 @@ def _functions(p: Poly) -> frozenset:
     return frozenset(a for a in atoms_of(p) if a.head != "var")
 
 
-def _variables(polys) -> frozenset:
+def variables(polys) -> frozenset:
+    """The variables (program inputs) that ``polys`` read, at any depth."""
     return frozenset(a for p in polys for a in atoms_of(p) if a.head == "var")
 
 

@@ -17,10 +17,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from mirage.expr import Poly, atoms_of, is_reachable, is_subexpression, normalize
+from mirage.expr import Poly, is_reachable, is_subexpression, normalize
 from mirage.ir import IRError, KernelGraph, KernelNode, Ref, Target, check, infer
 from mirage.ops import Term, var
-from mirage.search.block import BlockResult, BlockSearch, Stats, divisors, instantiate
+from mirage.search.block import (
+    BlockResult,
+    BlockSearch,
+    Stats,
+    divisors,
+    instantiate,
+    variables,
+)
 from mirage.search.cost import estimate_block_seconds
 from mirage.search.labels import ProgramLabels, label_program
 from mirage.search.layouts import Layout, Operand, enumerate_layouts
@@ -132,7 +139,7 @@ def divisor_subsets(problem: Problem, prefix: Prefix) -> list[tuple[int, ...]]:
     names = [str(t) for t in prefix.terms]
     subsets = set()
     for divisor in divisors(list(problem.targets)):
-        used = {a.name for a in atoms_of(divisor) if a.head == "var"}
+        used = {a.name for a in variables([divisor])}
         subset = tuple(k for k, name in enumerate(names) if name in used)
         if 0 < len(subset) < len(names) and len(subset) == len(used):
             subsets.add(subset)
@@ -249,13 +256,12 @@ class KernelSearch:
                 return
             yield graph
             return
+        values = tuple(normalize(t) for t in nxt.terms)
         if limits.use_pruning and not all(
-            any(is_subexpression(normalize(t), target) for target in problem.targets)
-            for t in nxt.terms
+            any(is_subexpression(v, target) for target in problem.targets) for v in values
         ):
             self.stats.rejected["expression"] += 1
             return
-        values = tuple(normalize(t) for t in nxt.terms)
         if limits.use_pruning and not all(is_reachable(t, values) for t in problem.targets):
             self.stats.rejected["reach"] += 1  # e.g. partial sums alone: the inputs are gone
             return
