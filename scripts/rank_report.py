@@ -48,10 +48,12 @@ def _fmt(tiling) -> str:
     return " + ".join(f"{'x'.join(map(str, grid))}/{loop}" for grid, loop in tiling)
 
 
-def report(case: str, b: int, workers: int, keep: int, top: int, ckpt_dir: Path,
-           saved: Path) -> dict:
+def ordered_candidates(case: str, b: int, workers: int, ckpt_dir: Path
+                       ) -> tuple[list, float]:
+    """Every unique complete candidate of ``scripts.search_saved``'s search of (case, b), in
+    verification order, and the seconds it took (about none when its checkpoint is complete)."""
     target = TARGETS["h100"]
-    config = SearchConfig(max_block_ops=MAX_BLOCK_OPS[case], num_workers=workers, keep=keep,
+    config = SearchConfig(max_block_ops=MAX_BLOCK_OPS[case], num_workers=workers,
                           time_budget_s=600.0)
     prog = program(case, b)
     ckpt = ckpt_dir / f"{case}_b{b}.ckpt"
@@ -61,17 +63,21 @@ def report(case: str, b: int, workers: int, keep: int, top: int, ckpt_dir: Path,
             _tasks(_classes_of(prog, config))):
         search(prog, config, checkpoint=ckpt, progress=False)
         doc = json.loads(ckpt.read_text())
-    seconds = time.monotonic() - start
-    done = doc["done"]
     unique = {}
-    for entry in done.values():
+    for entry in doc["done"].values():
         for d in entry["graphs"]:
             try:
                 g = _graph(d, target)
             except MugraphFormatError:  # a checkpoint of older rules: skip what they allowed
                 continue
             unique.setdefault(g.digest, g)
-    ordered = verification_order(list(unique.values()), target)
+    return verification_order(list(unique.values()), target), time.monotonic() - start
+
+
+def report(case: str, b: int, workers: int, keep: int, top: int, ckpt_dir: Path,
+           saved: Path) -> dict:
+    target = TARGETS["h100"]
+    ordered, seconds = ordered_candidates(case, b, workers, ckpt_dir)
     ref = reference(case, b)
     want = _key(ref)
     tilings = [_key(g) for g in ordered]
@@ -79,7 +85,7 @@ def report(case: str, b: int, workers: int, keep: int, top: int, ckpt_dir: Path,
     ref_us = estimate_seconds(ref, target) * 1e6
     path = saved / f"{case}_b{b}.json"
     in_saved = path.exists() and want in [_key(g) for g in load(path, target).graphs]
-    print(f"== {case} b={b}: {len(unique)} candidates, {len(ordered)} tilings, {seconds:.0f} s;"
+    print(f"== {case} b={b}: {len(ordered)} tilings, {seconds:.0f} s;"
           f" reference {_fmt(_tiling(ref))} est {ref_us:.2f} us: rank {rank}"
           f" {'within keep' if rank and rank <= keep else 'out'},"
           f" {'in' if in_saved else 'not in'} {path}")
@@ -90,7 +96,7 @@ def report(case: str, b: int, workers: int, keep: int, top: int, ckpt_dir: Path,
     if rank and rank > top:
         print(f"  *{rank:3d} {estimate_seconds(ordered[rank - 1], target) * 1e6:7.2f} us  "
               f"{_fmt(_tiling(ordered[rank - 1]))}")
-    return {"case": case, "b": b, "candidates": len(unique), "tilings": len(ordered),
+    return {"case": case, "b": b, "tilings": len(ordered),
             "rank": rank, "saved": in_saved}
 
 
