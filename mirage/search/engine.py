@@ -41,7 +41,7 @@ from mirage.search.kernel import (
 )
 from mirage.verify import verify
 
-CODE_VERSION = "search-5"
+CODE_VERSION = "search-7"
 PARTS_PER_CLASS = 8  # tasks per layout class: one class can hold most of the work
 LEADERS_PER_COUNT = 2  # tilings of each kernel count verified first (``verification_order``)
 LOOPS_PER_GRID = 3  # loop ranges per grid verified before any grid's next
