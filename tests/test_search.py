@@ -1,6 +1,7 @@
 """The superoptimizer: pruning never removes a correct prefix; small searches find fused
 µGraphs, also for programs outside the six; interrupted searches resume to the same result."""
 
+import dataclasses
 import itertools
 import json
 import re
@@ -396,3 +397,25 @@ def test_the_kept_rmsnorm_set_computes_the_rms_one_block_per_row_at_32_rows():
     matmul = _tilings([reference("rmsnorm", 16)])[0][1]
     assert any(t[0][0] == (rows, 1, 1) and t[1] == matmul
                for t in _tilings(result.candidates) if len(t) == 2)
+
+
+def test_search_workers_are_spawned_beside_other_threads():
+    """A caller with a thread running (a Triton compile pool, a server) gets spawned workers,
+    not forked ones that could inherit a held lock, and the same result."""
+    import threading
+
+    from mirage.search.engine import _search_context
+
+    prog = PROGRAMS["rmsnorm"](SMALL_RMS)
+    alone = search(prog, FAST, progress=False)
+    stop = threading.Event()
+    beside = threading.Thread(target=stop.wait)
+    beside.start()
+    try:
+        assert _search_context().get_start_method() == "spawn"
+        two = dataclasses.replace(FAST, num_workers=2)
+        spawned = search(prog, two, progress=False)
+    finally:
+        stop.set()
+        beside.join()
+    assert [c.digest for c in spawned.candidates] == [c.digest for c in alone.candidates]

@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -240,8 +241,7 @@ def search(program: KernelGraph, config: SearchConfig = SearchConfig(),
                 report.stop_reason = "time budget"
                 break
     else:
-        ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-        with ctx.Pool(config.num_workers, _init_worker,
+        with _search_context().Pool(config.num_workers, _init_worker,
                       (program_json, config, deadline, checkpointing)) as pool:
             for result in pool.imap_unordered(_run_task, todo):
                 record(*result)
@@ -297,6 +297,17 @@ def verification_order(candidates: list[KernelGraph], target) -> list[KernelGrap
         per_grid[grid] += 1
     leading = [g for g in firsts if id(g) in leaders]
     return leading + [g for g in firsts if id(g) not in leaders] + rest
+
+
+def _search_context():
+    """How search workers start: forked (fast: nothing to import) from a process running no
+    other Python thread (Python's own fork warning tests the same), spawned otherwise. A fork
+    copies only the calling thread, so a lock another thread holds (a thread pool left by Triton
+    compiles, a logging handler) stays held in the child and can deadlock it. Native threads
+    of BLAS or CUDA are no such risk: the workers call neither."""
+    if os.name == "posix" and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
 
 
 def _verify_one(args: tuple[str, str, str]) -> bool:
