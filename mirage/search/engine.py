@@ -300,12 +300,13 @@ def verification_order(candidates: list[KernelGraph], target) -> list[KernelGrap
 
 
 def _search_context():
-    """How search workers start: forked (fast: nothing to import) from a process running no
-    other Python thread (Python's own fork warning tests the same), spawned otherwise. A fork
-    copies only the calling thread, so a lock another thread holds (a thread pool left by Triton
-    compiles, a logging handler) stays held in the child and can deadlock it. Native threads
-    of BLAS or CUDA are no such risk: the workers call neither."""
-    if os.name == "posix" and threading.active_count() == 1:
+    """How search workers start: forked (fast: nothing to import) from a plain process, spawned
+    from one running other threads. A fork copies only the calling thread, so a lock another
+    thread holds stays held in the child and can deadlock it: Python threads (a thread pool left
+    by Triton compiles, a server) and the native threads torch and Triton start (CUDA, OpenMP,
+    compile workers) once imported."""
+    busy = threading.active_count() > 1 or any(m in sys.modules for m in ("torch", "triton"))
+    if os.name == "posix" and not busy:
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
 
