@@ -10,11 +10,13 @@ from mirage.profile.timing import Timing, time_gpu
 
 @dataclass
 class Choice:
-    """The winner: its compiled callable, its graph, and every candidate's timing."""
+    """The winner: its compiled callable, its graph, every candidate's timing, and the
+    candidates that could not run here (with why)."""
 
     compiled: object
     graph: KernelGraph
     timings: list[tuple[KernelGraph, Timing]]
+    failed: list[tuple[KernelGraph, str]]
 
     def __call__(self, *args, **kwargs):
         return self.compiled(*args, **kwargs)
@@ -30,13 +32,21 @@ def _random_inputs(graph: KernelGraph, sets: int):
 
 
 def fastest(candidates: list[KernelGraph], *, input_sets: int = 4) -> Choice:
-    """Compile and time every candidate (CUDA graphs, events, rotated inputs); return the best."""
+    """Compile and time every candidate (CUDA graphs, events, rotated inputs); return the best.
+
+    A candidate that fails to compile or run on this GPU (say, for lack of shared memory) is
+    skipped and listed in ``Choice.failed``; with none left this raises ``RuntimeError``."""
     from mirage.runtime import compile as compile_graph
 
-    timed = []
+    timed, failed = [], []
     inputs = _random_inputs(candidates[0], input_sets)
     for graph in candidates:
-        compiled = compile_graph(graph)
-        timed.append((graph, compiled, time_gpu(compiled, inputs)))
+        try:
+            compiled = compile_graph(graph)
+            timed.append((graph, compiled, time_gpu(compiled, inputs)))
+        except Exception as e:  # noqa: BLE001 - a candidate this GPU cannot run just loses
+            failed.append((graph, f"{type(e).__name__}: {e}"))
+    if not timed:
+        raise RuntimeError(f"none of {len(candidates)} candidates ran: {failed[0][1]}")
     graph, compiled, _ = min(timed, key=lambda x: x[2].median_us)
-    return Choice(compiled, graph, [(g, t) for g, _, t in timed])
+    return Choice(compiled, graph, [(g, t) for g, _, t in timed], failed)

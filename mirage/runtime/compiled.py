@@ -49,8 +49,18 @@ class Launch:
 
     def __call__(self, tensors: Sequence, config: Config | None = None) -> None:
         cfg = config or self.config
-        self.fn[self.spec.grid](*self.args(tensors), **dict(self.spec.constexprs),
-                                num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        try:
+            self.fn[self.spec.grid](*self.args(tensors), **dict(self.spec.constexprs),
+                                    num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        except Exception as e:
+            # The shared-memory estimates behind the default config (``ir.check``,
+            # ``tuning.fits``) can fall short of what Triton's pipeliner allocates (an H100
+            # attention block near the limit asked for 264 KB): the default then drops to one
+            # stage, the least a loop can ask for. An explicit config (tuning) fails as asked.
+            if config is not None or cfg.num_stages == 1 or type(e).__name__ != "OutOfResources":
+                raise
+            self.config = Config(cfg.num_warps, 1)
+            self(tensors)
 
     def warmup(self, tensors: Sequence, config: Config) -> None:
         """Compile for ``config`` without launching."""
@@ -207,14 +217,18 @@ class CompiledGraph:
             + [values[Ref(i, k)] for k in range(len(self.graph.nodes[i].outputs))]
             for i in self.launches
         }
+        # The config the first run used (the default, or its one-stage fallback: ``Launch``)
+        # is timed too, so at least one config is known to run.
+        configs = {i: list(dict.fromkeys([*tuning.candidates(launch.spec), launch.config]))
+                   for i, launch in self.launches.items()}
         work = []
         for i, launch in self.launches.items():
-            for cfg in tuning.candidates(launch.spec):
+            for cfg in configs[i]:
                 work.append(lambda launch=launch, cfg=cfg, t=operands[i]: launch.warmup(t, cfg))
         tuning.precompile(work)
         for i, launch in self.launches.items():
             best, timings = tuning.pick(lambda cfg, launch=launch, t=operands[i]: launch(t, cfg),
-                                        tuning.candidates(launch.spec))
+                                        configs[i])
             launch.config = best
             self.tuned[launch.spec.name] = {**best.as_dict(), "timings_us": timings}
         cache.write_json(path, self.tuned)

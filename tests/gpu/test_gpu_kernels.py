@@ -108,3 +108,57 @@ def test_superoptimize_on_the_gpu_returns_the_fastest_verified_candidate(tmp_pat
     want = (xs / xs.pow(2).mean(-1, keepdim=True).sqrt() * gs) @ ws
     got = choice(xs.half(), gs.half(), ws.half()).float()
     assert ((got - want).norm() / want.norm()).item() < 1e-2
+
+
+def _profiled_graph(case, b, rank):
+    """A candidate timed by ``scripts.profile_tilings`` (``expected/profile-tilings-h100``)."""
+    import json
+    from pathlib import Path
+
+    from mirage.ir import H100
+    from mirage.ir.serialize import loads
+
+    path = Path(__file__).parents[2] / "expected" / "profile-tilings-h100" / "tilings.jsonl"
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if (row["case"], row["b"], row["rank"]) == (case, b, rank):
+            doc = {"format": "mirage-mugraph", "version": 1, "graphs": [row["graph"]]}
+            return row, loads(json.dumps(doc), "<tilings>", H100).graphs[0]
+    raise LookupError((case, b, rank))
+
+
+@pytest.mark.parametrize("tune", [False, True])
+def test_a_block_near_the_shared_memory_limit_runs_with_fewer_stages(tune):
+    """GQA b=16's single-kernel candidate with 512-wide KV steps passes the shared-memory
+    check but asked Triton for 264 KB at its default stages (``us`` null in the profile): the
+    default config now falls back to one stage, and tuning skips what does not fit."""
+    row, graph = _profiled_graph("gqa", 16, 3)
+    assert row["us"] is None and "shared memory" in row["error"]
+    bench = _bench()
+    shapes = SHAPES["gqa"](16)
+    fn = compile(graph, tune=tune)
+    l2, _ = bench.check(fn, "gqa", shapes, 1, torch.device("cuda"), poison=True)
+    assert l2 <= bench.TOLERANCE
+
+
+def test_fastest_skips_a_candidate_that_cannot_run(monkeypatch):
+    import mirage.runtime
+    from mirage.profile.select import fastest
+
+    shapes = SHAPES["lora"](1)
+    good = REFERENCES["lora"](shapes, "fp16")
+    bad = REFERENCES["lora"](shapes, "fp16")  # the same graph, made to fail below
+    real = mirage.runtime.compile
+
+    def compile_or_fail(graph, **kwargs):
+        if graph is bad:
+            raise RuntimeError("no launch config ran")
+        return real(graph, **kwargs)
+
+    monkeypatch.setattr(mirage.runtime, "compile", compile_or_fail)
+    choice = fastest([bad, good], input_sets=2)
+    assert choice.graph is good
+    assert [g is bad for g, _ in choice.failed] == [True]
+    assert [g is good for g, _ in choice.timings] == [True]
+    with pytest.raises(RuntimeError, match="none of 1 candidates ran"):
+        fastest([bad])
