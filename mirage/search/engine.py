@@ -242,7 +242,7 @@ def search(program: KernelGraph, config: SearchConfig = SearchConfig(),
                 break
     else:
         with _search_context().Pool(config.num_workers, _init_worker,
-                      (program_json, config, deadline, checkpointing)) as pool:
+                                    (program_json, config, deadline, checkpointing)) as pool:
             for result in pool.imap_unordered(_run_task, todo):
                 record(*result)
     if progress:
