@@ -22,12 +22,11 @@ import time
 from pathlib import Path
 
 from mirage.ir import TARGETS, load
-from mirage.ir.serialize import MugraphFormatError
+from mirage.ir.serialize import MugraphFormatError, graph_from_dict
 from mirage.search import SearchConfig, search
 from mirage.search.cost import estimate_seconds
 from mirage.search.engine import (
     _classes,
-    _graph,
     _tasks,
     _tiling,
     cache_key,
@@ -67,7 +66,7 @@ def ordered_candidates(case: str, b: int, workers: int, ckpt_dir: Path
     for entry in doc["done"].values():
         for d in entry["graphs"]:
             try:
-                g = _graph(d, target)
+                g = graph_from_dict(d, target, str(ckpt))
             except MugraphFormatError:  # a checkpoint of older rules: skip what they allowed
                 continue
             unique.setdefault(g.digest, g)

@@ -150,3 +150,15 @@ def test_mutated_files_load_or_raise_the_one_error(path, how, value, small):
         return
     for g in loaded.graphs:
         assert check(g) == []
+
+
+def test_graph_from_dict_inverts_graph_to_dict_and_checks():
+    from mirage.ir import H100
+    from mirage.ir.serialize import graph_from_dict, graph_to_dict
+
+    g = reference("rmsnorm", 16)
+    assert graph_from_dict(graph_to_dict(g), H100) == g
+    broken = graph_to_dict(g)
+    broken["outputs"] = [[99, 0]]
+    with pytest.raises(MugraphFormatError, match="graph.outputs"):
+        graph_from_dict(broken, H100, "row 3")

@@ -261,6 +261,13 @@ def loads(text: str, file: str = "<string>", target: Target = DEFAULT_TARGET) ->
     return MugraphFile(graphs, program, meta)
 
 
+def graph_from_dict(d: dict, target: Target = DEFAULT_TARGET, file: str = "<dict>"
+                    ) -> KernelGraph:
+    """The inverse of ``graph_to_dict``: one graph (a checkpoint's, a benchmark row's), read and
+    checked as ``loads`` reads and checks each graph of a file."""
+    return _Reader(file).graph(d, "graph", target)
+
+
 def load(path: str | Path, target: Target = DEFAULT_TARGET) -> MugraphFile:
     try:
         text = Path(path).read_text()

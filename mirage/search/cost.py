@@ -35,7 +35,7 @@ import math
 from dataclasses import dataclass
 
 from mirage.ir import KernelGraph, Target, infer
-from mirage.ir.check import DOT_MIN, LOOP, loop_stages
+from mirage.ir.check import ACCUMULATOR_BYTES, DOT_MIN, LOOP, loop_stages
 from mirage.ops import Prop, get
 
 BANDWIDTH = {"h100": 3.0e12, "a100": 1.8e12}  # bytes/s, measured copy bandwidth class
@@ -53,7 +53,6 @@ REGISTERS_PER_LIVE_BYTE = 1.6  # a block's registers per byte of live fp32 state
 PRESSURE_BYTES = 43e3  # live fp32 state per block beyond which an iteration slows (fitted)
 PRESSURE_SLOPE = 0.37  # how much slower per multiple of PRESSURE_BYTES beyond it (fitted)
 SOFTMAX_P = 4.0  # how sharply the bounds combine (infinity: the largest alone)
-ACCUMULATOR_BYTES = 4  # accumulators and matmul results are fp32 in registers
 
 
 def estimate_seconds(graph: KernelGraph, target: Target) -> float:
@@ -88,7 +87,7 @@ class IterationProfile:
     flops: int = 0  # matmuls, dims padded for tl.dot
     elements: int = 0  # elements the other in-loop ops and the accumulators touch
     chain: int = 0  # in-loop matmuls, exps and reductions
-    live_bytes: int = 0  # fp32 accumulators + the largest in-loop intermediate
+    live_bytes: int = 0  # fp32 accumulators + the largest in-loop intermediate (fp32 too)
 
 
 def profile(block) -> IterationProfile:

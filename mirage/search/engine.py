@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mirage.ir import TARGETS, KernelGraph
-from mirage.ir.serialize import atomic_write_text, graph_to_dict, loads
+from mirage.ir.serialize import atomic_write_text, graph_from_dict, graph_to_dict, loads
 from mirage.search.block import Stats
 from mirage.search.cost import estimate_seconds
 from mirage.search.kernel import (
@@ -198,11 +198,6 @@ def _load_checkpoint(path: Path | None, key: str) -> dict:
     return doc.get("done", {}) if doc.get("key") == key else {}
 
 
-def _graph(d: dict, target) -> KernelGraph:
-    doc = {"format": "mirage-mugraph", "version": 1, "graphs": [d]}
-    return loads(json.dumps(doc), "<checkpoint>", target).graphs[0]
-
-
 def search(program: KernelGraph, config: SearchConfig = SearchConfig(),
            checkpoint: str | Path | None = None, progress: bool = True) -> SearchResult:
     """Search, verify and rank µGraphs equivalent to ``program``."""
@@ -213,7 +208,8 @@ def search(program: KernelGraph, config: SearchConfig = SearchConfig(),
     done: dict[str, dict] = _load_checkpoint(checkpoint, key)  # task: {"graphs", "stats"}
     report = Report(resumed_classes=len(done))
     target = TARGETS[config.target]
-    found = {task: [_graph(d, target) for d in entry["graphs"]] for task, entry in done.items()}
+    found = {task: [graph_from_dict(d, target, "<checkpoint>") for d in entry["graphs"]]
+             for task, entry in done.items()}
     program_json = _program_json(program)
     checkpointing = checkpoint is not None
     _init_worker(program_json, config, deadline, checkpointing)

@@ -116,14 +116,13 @@ def _profiled_graph(case, b, rank):
     from pathlib import Path
 
     from mirage.ir import H100
-    from mirage.ir.serialize import loads
+    from mirage.ir.serialize import graph_from_dict
 
     path = Path(__file__).parents[2] / "expected" / "profile-tilings-h100" / "tilings.jsonl"
     for line in path.read_text().splitlines():
         row = json.loads(line)
         if (row["case"], row["b"], row["rank"]) == (case, b, rank):
-            doc = {"format": "mirage-mugraph", "version": 1, "graphs": [row["graph"]]}
-            return row, loads(json.dumps(doc), "<tilings>", H100).graphs[0]
+            return row, graph_from_dict(row["graph"], H100, str(path))
     raise LookupError((case, b, rank))
 
 
