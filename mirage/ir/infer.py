@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+from mirage.errors import InputError
 from mirage.ir.graph import (
     DTYPE_BYTES,
     GRID_AXES,
@@ -43,7 +44,7 @@ class Rule(Enum):
     TYPE_DISAGREES = "stored type disagrees with the derived one"
 
 
-class IRError(ValueError):
+class IRError(InputError):
     """A node or graph breaks ``rule``; ``where`` locates it (e.g. ``nodes[3]``)."""
 
     def __init__(self, rule: Rule, message: str, where: str = ""):

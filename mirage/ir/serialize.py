@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mirage.errors import InputError
 from mirage.ir import infer
 from mirage.ir.check import check
 from mirage.ir.graph import BlockGraph, BlockNode, KernelGraph, KernelNode, Ref
@@ -40,7 +41,7 @@ FORMAT = "mirage-mugraph"
 VERSION = 1
 
 
-class MugraphFormatError(ValueError):
+class MugraphFormatError(InputError):
     """A µGraph file is malformed; ``file`` and ``field`` say where."""
 
     def __init__(self, file: str, field_path: str, message: str):

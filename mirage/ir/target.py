@@ -20,3 +20,41 @@ A100 = Target("a100", smem_per_block=163 * 1024, num_sms=108, compute_capability
 TARGETS = {t.name: t for t in (H100, A100)}
 # The stricter of the two: graphs valid here run on both cards.
 DEFAULT_TARGET = A100
+
+
+def default_target() -> Target:
+    """The target every entry point uses when none is named: ``MIRAGE_TARGET`` if set, else the
+    GPU present (read through NVML when it is installed), else the H100."""
+    import os
+
+    name = os.environ.get("MIRAGE_TARGET", "").strip().lower()
+    if name:
+        if name not in TARGETS:
+            from mirage.errors import InputError
+
+            raise InputError(f"MIRAGE_TARGET={name!r}: not a known target "
+                             f"(one of {', '.join(sorted(TARGETS))})")
+        return TARGETS[name]
+    return _detected_target() or H100
+
+
+def _detected_target() -> Target | None:
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+        try:
+            if pynvml.nvmlDeviceGetCount() < 1:
+                return None
+            name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(0))
+        finally:
+            pynvml.nvmlShutdown()
+    except pynvml.NVMLError:
+        return None
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    for key, target in (("A100", A100), ("H100", H100), ("H200", H100)):
+        if key in name.upper():
+            return target
+    return None

@@ -21,13 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from mirage.errors import InputError
 from mirage.ops import field as ff
 from mirage.ops.terms import Term, app, total
 
 Shape = tuple[int, ...]
 
 
-class ShapeError(ValueError):
+class ShapeError(InputError):
     """An operator was given operands whose shapes or attributes it cannot accept."""
 
 
