@@ -39,7 +39,7 @@ RUN mkdir -p /opt/mirage \
 # Optional baselines (docker/requirements-baselines.txt), each on its own: a group that fails is
 # recorded in /opt/mirage/baselines.txt and reported "not available" by its baseline.
 # BASELINES selects groups ("none" for none); BUILD_JOBS bounds the flash-attn compile (memory).
-ARG BASELINES="flashinfer tensorrt flash-attn"
+ARG BASELINES="flashinfer liger tensorrt flash-attn"
 ARG BUILD_JOBS=8
 ENV PATH=/workspace/.venv/bin:${PATH}
 RUN MAX_JOBS=${BUILD_JOBS} FLASH_ATTN_CUDA_ARCHS="80;90" \

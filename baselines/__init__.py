@@ -41,6 +41,7 @@ def _registry() -> dict[str, Baseline]:
         attention_libs,
         compiled,
         eager,
+        liger,
         sdpa,
         tensorrt_baseline,
         triton_kernels,
@@ -48,8 +49,8 @@ def _registry() -> dict[str, Baseline]:
     )
 
     rows: list[Baseline] = []
-    for module in (eager, compiled, sdpa, attention_libs, tensorrt_baseline, triton_kernels,
-                   unreproducible):
+    for module in (eager, compiled, sdpa, attention_libs, liger, tensorrt_baseline,
+                   triton_kernels, unreproducible):
         rows.extend(module.BASELINES)
     names = [r.name for r in rows]
     if len(set(names)) != len(names):

@@ -26,7 +26,7 @@ def test_registry_rows():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
 @pytest.mark.parametrize("name", ["torch.compile", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient",
-                                  "flashinfer", "flash-attn", "tensorrt", "triton"])
+                                  "flashinfer", "flash-attn", "liger", "tensorrt", "triton"])
 def test_gpu_baselines_say_why_not_on_cpu(name):
     row = registry()[name]
     case = sorted(row.cases)[0]
@@ -101,3 +101,49 @@ def test_flashinfer_build_falls_back_to_a_contiguous_q(monkeypatch):
 def test_missing_library_is_not_available():
     with pytest.raises(NotAvailable, match="not importable"):
         attention_libs._import("surely_not_a_module_here")
+
+
+class _FakeLigerRMSNorm:
+    """Liger's RMSNorm as its docs state it: x * rsqrt(mean(x^2) + eps) * W (W None: no gain)."""
+
+    @staticmethod
+    def apply(x, w, eps, offset, casting_mode):
+        assert w is None and eps == 0.0 and casting_mode == "llama"
+        return x * torch.rsqrt(x.float().square().mean(-1, keepdim=True) + eps).to(x.dtype)
+
+
+class _FakeLigerSiLUMul:
+    @staticmethod
+    def apply(a, b):
+        return torch.nn.functional.silu(a) * b
+
+
+LIGER_SHAPES = {"rmsnorm": {"X": (4, 64), "W": (64, 32)},
+                "gatedmlp": {"X": (4, 64), "W1": (64, 32), "W2": (64, 32)},
+                "ntrans": {"H": (4, 64), "X": (4, 64), "alpha": (1, 64)}}
+
+
+@pytest.mark.parametrize("case", sorted(LIGER_SHAPES))
+def test_liger_wrapper_computes_the_program(case, monkeypatch):
+    """The composition around Liger's kernels (cuBLAS matmuls, torch glue) with stand-ins."""
+    from baselines import liger
+
+    monkeypatch.setattr(liger, "require_cuda", lambda device: None)
+    monkeypatch.setattr(liger, "_liger_ops", lambda: (_FakeLigerRMSNorm, _FakeLigerSiLUMul))
+    shapes = LIGER_SHAPES[case]
+    x = [t.float() for t in CASES[case].inputs(shapes, seed=3)]
+    out = liger.build(case, shapes, "cpu")(*x)
+    assert relative_error(out, reference(CASES[case], x)) < 1e-5
+
+
+def test_liger_says_why_not_for_other_cases_and_when_missing(monkeypatch):
+    from baselines import liger
+
+    monkeypatch.setattr(liger, "require_cuda", lambda device: None)
+    monkeypatch.setattr(liger.importlib, "import_module",
+                        lambda name: (_ for _ in ()).throw(ImportError("no module")))
+    with pytest.raises(NotAvailable, match="liger_kernel not importable"):
+        liger.build("rmsnorm", LIGER_SHAPES["rmsnorm"], "cpu")
+    monkeypatch.setattr(liger, "_liger_ops", lambda: (_FakeLigerRMSNorm, _FakeLigerSiLUMul))
+    with pytest.raises(NotAvailable, match="no kernel for gqa"):
+        liger.build("gqa", CASES["gqa"].shapes(1), "cpu")

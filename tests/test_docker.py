@@ -118,13 +118,13 @@ def test_every_baseline_pin_is_exact_documented_and_a_known_baseline():
     readme = (DOCKER / "README.md").read_text()
     core = pins.read_pins(ROOT / "requirements.txt")
     lines = baseline_lines()
-    assert {g for g, _ in lines} == {"flashinfer", "tensorrt", "flash-attn"}
+    assert {g for g, _ in lines} == {"flashinfer", "liger", "tensorrt", "flash-attn"}
     for group, args in lines:
         assert group in registry(), f"group {group} names no baseline in baselines/"
         assert f"| {group} |" in readme, f"docker/README.md has no row for {group}"
         for arg in args:
             if arg.startswith("-"):
-                assert arg in ("--no-build-isolation",), f"unexpected pip option {arg}"
+                assert arg in ("--no-build-isolation", "--no-deps"), f"unexpected pip option {arg}"
                 continue
             m = pins.PIN.fullmatch(arg)
             assert m, f"{group}: {arg} is not an exact pin"
@@ -189,19 +189,20 @@ def test_install_baselines_records_each_group(tmp_path):
     assert p.returncode == 0, p.stderr  # a failed baseline does not fail the image
     lines = record.read_text().splitlines()
     assert lines[0] == "flashinfer installed flashinfer-python==0.7.2.post1"
-    assert lines[1].startswith("tensorrt installed torch-tensorrt==")
-    assert lines[2] == "flash-attn FAILED (ERROR: no matching distribution)"
+    assert lines[1] == "liger installed liger-kernel==0.8.5"
+    assert lines[2].startswith("tensorrt installed torch-tensorrt==")
+    assert lines[3] == "flash-attn FAILED (ERROR: no matching distribution)"
     calls = (tmp_path / "pip.log").read_text().splitlines()
     assert all(c.startswith("install --no-cache-dir -c /c.txt ") for c in calls)
     assert calls[-1].endswith("flash-attn==2.8.3.post2 --no-build-isolation")
-    assert len(calls) == 4  # the flash-attn group's build tools, then flash-attn
+    assert len(calls) == 5  # liger, then the flash-attn group's build tools, then flash-attn
 
 
 def test_install_baselines_stops_a_group_at_its_first_failure_and_selects(tmp_path):
     p, record = install(tmp_path, "flash-attn", fail="ninja==")
     assert p.returncode == 0
     assert record.read_text().splitlines() == [
-        "flashinfer not selected", "tensorrt not selected",
+        "flashinfer not selected", "liger not selected", "tensorrt not selected",
         "flash-attn FAILED (ERROR: no matching distribution)"]
     assert len((tmp_path / "pip.log").read_text().splitlines()) == 1
     p, record = install(tmp_path, "none")
