@@ -11,16 +11,20 @@ from mirage.api import (
     new_kernel_graph,
     new_threadblock_graph,
 )
-from mirage.ir import KernelGraph, MugraphFormatError, load, save
+from mirage.errors import InputError, MirageError
+from mirage.ir import KernelGraph, MugraphFormatError, default_target, load, save
 from mirage.verify import Verdict, verify
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "InputError",
     "KernelGraph",
+    "MirageError",
     "MugraphFormatError",
     "Verdict",
     "bfloat16",
+    "default_target",
     "float16",
     "float32",
     "load",

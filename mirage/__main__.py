@@ -1,5 +1,8 @@
+"""``python -m mirage``: the command line (``mirage.cli``)."""
+
 import sys
 
 from mirage.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,7 +23,8 @@ def test_valid_file_is_summarised_and_verified(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith(f"valid: {path}: 1 graph + input program")
     assert "graph 0: 2 inputs -> 1 output; 1 kernel: customized[grid 4x1x1, loop 4" in result.stdout
-    assert "verified" in result.stdout
+    assert "| verified: " in result.stdout and "false-pass bound " in result.stdout
+    assert result.stdout.splitlines()[-1] == "1 file: 1 valid, 0 invalid"
 
 
 def test_malformed_file_prints_the_error_and_exits_1(tmp_path):
@@ -34,9 +35,10 @@ def test_malformed_file_prints_the_error_and_exits_1(tmp_path):
     path.write_text(json.dumps(doc))
     result = _run(str(path))
     assert result.returncode == 1
-    assert result.stdout.strip() == (
-        f"error: {path}: graphs[0].nodes[2]: unknown op: 'frobnicate'"
-    )
+    assert result.stdout.splitlines() == [
+        f"error: {path}: graphs[0].nodes[2]: unknown op: 'frobnicate'",
+        "1 file: 0 valid, 1 invalid",
+    ]
     assert "Traceback" not in result.stderr
 
 

@@ -40,7 +40,8 @@ def test_unknown_op_names_itself():
 
 
 def _attrs(rec):
-    return {k: {"dim": 1, "dim0": 0, "dim1": 1}[k] for k in rec.attrs}
+    return {k: {"dim": 1, "dim0": 0, "dim1": 1, "scalar_hi": 0, "scalar_lo": 1,
+                "scalar_exp": -3}[k] for k in rec.attrs}
 
 
 TORCH = {

@@ -160,11 +160,11 @@ def test_search_fuses_ntrans_nested_norms_into_one_kernel():
     config = SearchConfig(max_block_ops=6, max_customized=1, grid_hint=(1, 1, 1), keep=2)
     result = search(prog, config, progress=False)
     assert result.report.stop_reason == "exhausted", result.report.lines()
-    assert result.candidates, result.report.lines()
-    assert all(len(g.customized_ids) == 1 and verify(prog, g) for g in result.candidates)
+    assert result.searched, result.report.lines()
+    assert all(len(g.customized_ids) == 1 and verify(prog, g) for g in result.searched)
     # the reference's shape: both norms, an accumulator and three elementwise ops in one body
     # (the search may write x + alpha (n - x) as x - alpha (x - n))
-    ops = _ops(result.candidates[0])
+    ops = _ops(result.searched[0])
     assert len(ops) == 6 and ops.count("rms_norm") == 2 and "accum_sum" in ops, ops
 
 
@@ -195,8 +195,8 @@ def test_unseen_program_rmsnorm_with_gain_fuses_into_one_kernel():
     g.mark_output(g.matmul(g.mul(g.rms_norm(x), gain), w))
     prog = g.kernel_graph()
     result = search(prog, SearchConfig(max_block_ops=5, num_workers=1, keep=2), progress=False)
-    assert result.candidates, result.report.lines()
-    assert all(len(c.customized_ids) == 1 and verify(prog, c) for c in result.candidates)
+    assert result.searched, result.report.lines()
+    assert all(len(c.customized_ids) == 1 and verify(prog, c) for c in result.searched)
 
 
 def test_interrupted_search_resumes_to_the_same_result(tmp_path):

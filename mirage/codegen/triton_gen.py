@@ -89,12 +89,18 @@ class GeneratedModule:
 
 
 def identifier(name: str, taken: set[str]) -> str:
-    """A Python identifier for a tensor name, distinct from ``taken`` and the generated names."""
-    base = re.sub(r"\W", "_", name).lower() or "t"
+    """A Python identifier for a tensor name, distinct from ``taken`` and the generated names.
+
+    A user's name is any printable text ("x.1", "Вход"): only ASCII letters, digits and ``_``
+    survive (Python would NFKC-fold other letters, which can merge two names), and the length
+    is bounded, so the generated module always compiles."""
+    # Never ending in "_" keeps ``stride_name`` injective: "x_1" and "x_1_" would both give
+    # "stride_x_1_0".
+    base = re.sub(r"[^0-9A-Za-z_]", "_", name)[:48].lower().rstrip("_") or "t"
     if base[0].isdigit():
         base = "t" + base
     if keyword.iskeyword(base) or _RESERVED.match(base):
-        base += "_"
+        base += "_t"
     out, k = base, 2
     while out in taken:
         out, k = f"{base}_{k}", k + 1
@@ -145,14 +151,17 @@ def generate(graph: KernelGraph, interpret: bool = False) -> GeneratedModule:
 def tensor_name(graph: KernelGraph, ref: Ref) -> str:
     """A readable name of a kernel tensor: the user's name for inputs, ``<name>_t`` for a
     transposed view, ``k<node>_out<k>`` for an output of graph-defined op ``kernel_<node>``."""
+    suffix = ""
     node = graph.nodes[ref.node]
+    while node.op == "transpose":  # a loop, not recursion: chains of views can be long
+        suffix += "_t"
+        ref = node.args[0]
+        node = graph.nodes[ref.node]
     if node.op == "input":
-        return node.name or f"in{ref.node}"
-    if node.op == "transpose":
-        return tensor_name(graph, node.args[0]) + "_t"
+        return (node.name or f"in{ref.node}") + suffix
     if node.op == "customized":
-        return f"k{ref.node}_out{ref.index}"
-    return f"{node.op}{ref.node}"
+        return f"k{ref.node}_out{ref.index}" + suffix
+    return f"{node.op}{ref.node}" + suffix
 
 
 def emit_kernel(graph: KernelGraph, i: int, storage: dict[Ref, str] | None = None,
@@ -223,7 +232,7 @@ class _KernelWriter:
             grows = False
             if rec.has(Prop.ELEMENTWISE) and rec.arity == 1:
                 with np.errstate(all="ignore"):
-                    grows = bool(np.abs(rec.float_fn(probe, {})) > 65504.0)
+                    grows = bool(np.abs(rec.float_fn(probe, n.attr)) > 65504.0)
             out.append(grows or any(out[a] for a in n.args))
         return out
 
@@ -286,16 +295,23 @@ class _KernelWriter:
             return self.var[j]
         return f"{self.var[j]}.to({dot_dtype})"
 
-    def clean(self, j: int, expr: str, kind: str, out: list[str]) -> str:
+    def clean(self, j: int, expr: str, kind: str, out: list[str], pad: float = 0.0) -> str:
         """``expr`` (node ``j``'s value as ``kind``) with padded elements zeroed if they may be
-        dirty: reductions and tl.dot must not sum padding."""
-        if self.layout.clean[j] or not self.layout.padded_dims(j):
+        dirty: reductions and tl.dot must not sum padding. A reduction whose identity is not 0
+        (a max: ``pad`` is -inf) gets its own copy holding that identity; zeros in padding are
+        known clean only as zeros."""
+        if (self.layout.clean[j] and pad == 0.0) or not self.layout.padded_dims(j):
             return expr
-        key = (j, "clean-" + kind)
+        key = (j, "clean-" + kind + ("" if pad == 0.0 else f"-{pad}"))
         if key not in self.aliases:
-            alias = f"{self.var[j]}_{'m' if kind == 'f32' else 'dm'}"
+            suffix = "m" if kind == "f32" else "dm"
+            if pad != 0.0:
+                suffix += "inf" if pad < 0 else "pinf"
+            alias = f"{self.var[j]}_{suffix}"
             mask = self.tile_mask(self.layout.classes[j])
-            out.append(f"{alias} = tl.where({mask}, {expr}, 0.0)  # zero the padding")
+            value = "0.0" if pad == 0.0 else f'float("{pad}")'
+            note = "zero the padding" if pad == 0.0 else f"the padding holds {value}"
+            out.append(f"{alias} = tl.where({mask}, {expr}, {value})  # {note}")
             self.aliases[key] = alias
         return self.aliases[key]
 
@@ -521,7 +537,7 @@ class _KernelWriter:
             if elementwise:
                 expr = self.fit(a, expr, lay.classes[j])
             else:
-                expr = self.clean(a, expr, "f32", out)
+                expr = self.clean(a, expr, "f32", out, rec.pad)
             operands.append(expr)
         return rec.emit(operands, attrs, shapes)
 

@@ -19,15 +19,22 @@ form. The rules, each named after the axiom it applies (``RULES``), are:
     sum-div       sum(i, x) / y = sum(i, x / y)                   so does a non-reduced divisor
 
 Constant factors and cancellation are not modelled (as in the paper): ``x - x`` keeps both terms.
+A number the program writes (``const``, from ``x * 0.125``) is an atom like a variable.
 ``RULE_COUNTS`` counts how often each rule fired, for the search report.
+
+Normal forms can be exponentially larger than the term (``square`` applied n times is a product
+of 2**n atoms), and a user's program can be deeper than Python's stack. ``normalize`` walks the
+term without recursion and refuses, with an ``ExpressionTooLarge`` (an ``InputError``), a form
+of more than ``MAX_TERMS`` terms, a term of more than ``MAX_ATOMS`` atoms, or functions nested
+more than ``MAX_NESTING`` deep (every other function here recurses along that nesting).
 """
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from dataclasses import dataclass
 
+from mirage.errors import InputError
 from mirage.ops import Term
 from mirage.ops.terms import hash_once, state_without_hash
 
@@ -44,6 +51,14 @@ RULES = {
     "sum-div": "sum(i, x) / y = sum(i, x / y)",
 }
 RULE_COUNTS: Counter[str] = Counter()
+
+MAX_TERMS = 20_000
+MAX_ATOMS = 20_000
+MAX_NESTING = 64
+
+
+class ExpressionTooLarge(InputError):
+    """A normal form would exceed ``MAX_TERMS``, ``MAX_ATOMS`` or ``MAX_NESTING``."""
 
 Atoms = tuple  # sorted tuple of Atom
 
@@ -112,6 +127,9 @@ def _mono(size, num, den, sign) -> Mono:
 
 
 def _mul(a: Poly, b: Poly) -> Poly:
+    if len(a.terms) * len(b.terms) > MAX_TERMS:
+        raise ExpressionTooLarge(f"expression: a product of {len(a.terms)} and {len(b.terms)} "
+                                 f"terms exceeds the limit of {MAX_TERMS} terms")
     if len(a.terms) > 1 or len(b.terms) > 1:
         RULE_COUNTS["distribute"] += 1
     if any(t.size > 1 for t in a.terms + b.terms):
@@ -149,22 +167,101 @@ def atom_poly(atom: Atom) -> Poly:
     return Poly((Mono(1, (atom,)),))
 
 
-@functools.lru_cache(maxsize=200_000)
-def normalize(t: Term) -> Poly:
-    """The normal form of term ``t``."""
-    if t.head == "var":
-        return atom_poly(Atom("var", t.name))
+# Structural ids: equal terms get one int, found without comparing terms (a comparison of two
+# equal deep terms recurses along their depth). A term keeps its id as ``(token, id)``; a new
+# token (after the tables are cleared, or in another process after pickling) voids old ones.
+_SIDS: dict[tuple, int] = {}
+_CACHE: dict[int, Poly] = {}
+_TABLE_SIZE = 200_000  # as the lru_cache it replaces
+_TOKEN = [object()]
+
+
+def _clear() -> None:
+    _SIDS.clear()
+    _CACHE.clear()
+    _TOKEN[0] = object()
+
+
+def _nesting(p: Poly) -> int:
+    return p.__dict__.get("_nesting", 0)
+
+
+def _checked(p: Poly, nesting: int) -> Poly:
+    if len(p.terms) > MAX_TERMS:
+        raise ExpressionTooLarge(f"expression: {len(p.terms)} terms exceed the limit of "
+                                 f"{MAX_TERMS}")
+    for m in p.terms:
+        if len(m.num) + len(m.den) > MAX_ATOMS:
+            raise ExpressionTooLarge(f"expression: a product of {len(m.num) + len(m.den)} "
+                                     f"factors exceeds the limit of {MAX_ATOMS}")
+    if nesting > MAX_NESTING:
+        raise ExpressionTooLarge(f"expression: functions nested {nesting} deep exceed the "
+                                 f"limit of {MAX_NESTING}")
+    object.__setattr__(p, "_nesting", nesting)  # not a field: equality ignores it
+    return p
+
+
+def _step(t: Term, args: list[Poly]) -> Poly:
+    """The normal form of ``t`` given the normal forms of its operands."""
+    if t.head == "var" or not t.args:  # an input, or a constant leaf
+        return atom_poly(Atom(t.head, t.name))
+    nesting = max(_nesting(a) for a in args)
     if t.head == "sum":
-        return _sum(t.size, normalize(t.args[0]))
-    args = [normalize(a) for a in t.args]
+        return _checked(_sum(t.size, args[0]), nesting)
     if t.head == "add":
-        return _poly(args[0].terms + args[1].terms)
+        return _checked(_poly(args[0].terms + args[1].terms), nesting)
     if t.head == "sub":
         negated = tuple(_mono(m.size, m.num, m.den, -m.sign) for m in args[1].terms)
-        return _poly(args[0].terms + negated)
+        return _checked(_poly(args[0].terms + negated), nesting)
     if t.head == "mul":
-        return _mul(args[0], args[1])
+        return _checked(_mul(args[0], args[1]), nesting)
     if t.head == "div":
-        return _div(args[0], args[1])
+        divides = not (args[1].is_monomial and args[1].terms[0].size == 1)
+        return _checked(_div(args[0], args[1]), max(nesting, _nesting(args[1]) + divides))
     # exp, sqrt, silu, gelu, relu: opaque functions of a normalised argument
-    return atom_poly(Atom(t.head, arg=args[0]))
+    return _checked(atom_poly(Atom(t.head, arg=args[0])), _nesting(args[0]) + 1)
+
+
+def _structural_ids(t: Term) -> list[tuple[Term, int]]:
+    """``(term, structural id)`` of ``t`` and of each subterm without an id yet, operands
+    first; a walk with no recursion, over the new part of ``t`` only."""
+    token = _TOKEN[0]
+    sid: dict[int, int] = {}
+    order: list[tuple[Term, int]] = []
+    stack = [t]
+    while stack:
+        u = stack[-1]
+        if id(u) in sid:
+            stack.pop()
+            continue
+        kept = u.__dict__.get("_sid")
+        if kept is not None and kept[0] is token and kept[1] in _CACHE:
+            sid[id(u)] = kept[1]
+            order.append((u, kept[1]))
+            stack.pop()
+            continue
+        pending = [a for a in u.args if id(a) not in sid]
+        if pending:
+            stack.extend(pending)
+            continue
+        stack.pop()
+        key = (u.head, u.size, u.name, tuple(sid[id(a)] for a in u.args))
+        n = _SIDS.setdefault(key, len(_SIDS))
+        object.__setattr__(u, "_sid", (token, n))  # not a field: equality ignores it
+        sid[id(u)] = n
+        order.append((u, n))
+    return order
+
+
+def normalize(t: Term) -> Poly:
+    """The normal form of term ``t``; ``ExpressionTooLarge`` past the module's limits."""
+    if len(_SIDS) > _TABLE_SIZE:
+        _clear()
+    for u, n in _structural_ids(t):
+        if n not in _CACHE:
+            args = [_CACHE[a.__dict__["_sid"][1]] for a in u.args]
+            _CACHE[n] = _step(u, args)
+    return _CACHE[t.__dict__["_sid"][1]]
+
+
+normalize.cache_clear = _clear  # the lru_cache API earlier callers used

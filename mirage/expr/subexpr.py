@@ -112,6 +112,8 @@ def is_reachable(t: Poly, values: tuple[Poly, ...]) -> bool:
 
 @functools.lru_cache(maxsize=100_000)
 def _atom_reachable(a: Atom, size: int, values: tuple[Poly, ...]) -> bool:
+    if a.head == "const":
+        return True  # a number can be applied at any step
     if any(size % u.size == 0 and (a in u.num or a in u.den) for v in values for u in v.terms):
         return True
     return a.arg is not None and is_reachable(a.arg, values)

@@ -12,7 +12,7 @@ from mirage.ir.graph import (
 )
 from mirage.ir.infer import IRError, Rule
 from mirage.ir.serialize import MugraphFile, MugraphFormatError, load, loads, save
-from mirage.ir.target import A100, DEFAULT_TARGET, H100, TARGETS, Target
+from mirage.ir.target import A100, DEFAULT_TARGET, H100, TARGETS, Target, default_target
 
 __all__ = [
     "A100",
@@ -32,6 +32,7 @@ __all__ = [
     "Target",
     "TensorType",
     "check",
+    "default_target",
     "load",
     "loads",
     "save",

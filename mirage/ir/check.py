@@ -10,9 +10,9 @@ from __future__ import annotations
 import functools
 
 from mirage.ir import infer
-from mirage.ir.graph import DTYPE_BYTES, BlockGraph, KernelGraph, KernelNode
+from mirage.ir.graph import DTYPE_BYTES, BlockGraph, KernelGraph, KernelNode, Ref, TensorType
 from mirage.ir.infer import IRError, Rule
-from mirage.ir.target import DEFAULT_TARGET, Target
+from mirage.ir.target import Target, default_target
 from mirage.ops import Prop, get
 
 LOOP, POST = "loop", "post"
@@ -132,7 +132,8 @@ def _rederive(prior: tuple[KernelNode, ...], node: KernelNode) -> KernelNode:
     if node.op == "input":
         if node.args:
             raise IRError(Rule.WRONG_ARITY, "a kernel input takes no operands")
-        if len(node.outputs) != 1:
+        if not isinstance(node.outputs, tuple) or len(node.outputs) != 1 or not isinstance(
+                node.outputs[0], TensorType):
             raise IRError(Rule.BAD_TYPE, "a kernel input has exactly one type")
         return infer.kernel_input(node.outputs[0].shape, node.outputs[0].dtype, node.name)
     if node.op == "customized":
@@ -144,13 +145,17 @@ def _rederive(prior: tuple[KernelNode, ...], node: KernelNode) -> KernelNode:
     return infer.kernel_op(prior, node.op, node.args, node.attrs)
 
 
-def check(graph: KernelGraph, target: Target = DEFAULT_TARGET) -> list[IRError]:
-    """Every rule the graph breaks (empty when valid)."""
+def check(graph: KernelGraph, target: Target | None = None) -> list[IRError]:
+    """Every rule the graph breaks (empty when valid), for ``target`` (default:
+    ``default_target()``, resolved at each call)."""
+    target = default_target() if target is None else target
     errors: list[IRError] = []
     derived: list[KernelNode] = []
     for i, node in enumerate(graph.nodes):
         where = f"nodes[{i}]"
         try:
+            if not isinstance(node, KernelNode):
+                raise IRError(Rule.BAD_TYPE, f"expected a KernelNode, got {node!r:.40}")
             new = _rederive(tuple(derived), node)
         except IRError as e:
             errors.append(e.at(where))
@@ -164,10 +169,17 @@ def check(graph: KernelGraph, target: Target = DEFAULT_TARGET) -> list[IRError]:
         if new.block is not None:
             errors += [e.at(where) for e in _block_rules_memo(new.block, target)]
         derived.append(new)
+    duplicate = infer.duplicate_input_name(graph.nodes)
+    if duplicate is not None:
+        errors.append(IRError(Rule.BAD_NAME, f"two inputs are named {duplicate!r}", "nodes"))
     if not graph.outputs:
         errors.append(IRError(Rule.BAD_OUTPUTS, "the graph has no outputs", "outputs"))
     for k, ref in enumerate(graph.outputs):
-        if not 0 <= ref.node < len(graph.nodes) or not (
+        if not isinstance(ref, Ref) or any(isinstance(v, bool) or not isinstance(v, int)
+                                           for v in (ref.node, ref.index)):
+            errors.append(IRError(Rule.BAD_OUTPUTS, f"output {ref!r:.40} is not a Ref of two "
+                                  "ints", f"outputs[{k}]"))
+        elif not 0 <= ref.node < len(graph.nodes) or not (
             0 <= ref.index < len(graph.nodes[ref.node].outputs)
         ):
             errors.append(IRError(Rule.BAD_OUTPUTS, f"output {ref} does not exist",
@@ -175,7 +187,7 @@ def check(graph: KernelGraph, target: Target = DEFAULT_TARGET) -> list[IRError]:
     return errors
 
 
-def validate(graph: KernelGraph, target: Target = DEFAULT_TARGET) -> KernelGraph:
+def validate(graph: KernelGraph, target: Target | None = None) -> KernelGraph:
     """Return ``graph`` if valid, else raise the first ``IRError``."""
     errors = check(graph, target)
     if errors:

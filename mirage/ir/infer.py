@@ -7,6 +7,9 @@ checker re-runs them, so a stored type can never disagree with the rules. Every 
 
 from __future__ import annotations
 
+import math
+import numbers
+import unicodedata
 from enum import Enum
 
 from mirage.errors import InputError
@@ -42,6 +45,7 @@ class Rule(Enum):
     SHARED_MEMORY = "tiles exceed the per-block shared-memory limit"
     BAD_OUTPUTS = "bad graph outputs"
     TYPE_DISAGREES = "stored type disagrees with the derived one"
+    BAD_NAME = "bad tensor name"
 
 
 class IRError(InputError):
@@ -58,15 +62,114 @@ class IRError(InputError):
         return IRError(self.rule, self.message, inner)
 
 
-def check_type(t: TensorType) -> TensorType:
-    if t.dtype not in DTYPE_BYTES:
-        raise IRError(Rule.BAD_TYPE, f"unknown dtype {t.dtype!r}")
-    if not 1 <= len(t.shape) <= 4 or any(int(d) < 1 for d in t.shape):
-        raise IRError(Rule.BAD_TYPE, f"shape {t.shape} must have 1-4 positive dims")
-    return TensorType(tuple(int(d) for d in t.shape), t.dtype)
+# Limits on sizes a graph may declare or derive: a dim fits a 32-bit signed index (what the
+# generated kernels use), and no tensor has more than 2**40 elements (8 TiB of fp64), so size
+# arithmetic downstream never meets an absurd number.
+MAX_DIM = 2**31 - 1
+MAX_NUMEL = 2**40
+MAX_NAME = 128
+MAX_RANK = 4
+
+
+def _shown(value) -> str:
+    """``float 16.7``: the type and a bounded repr of a rejected value, for a one-line message."""
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def exact_int(value, where: str, rule: Rule = Rule.BAD_TYPE, lo: int | None = None,
+              hi: int | None = None, allow_none: bool = False) -> int | None:
+    """``value`` as an ``int`` if it is one (numpy integers too; never a bool, float or str) and
+    lies in ``[lo, hi]``; otherwise ``IRError(rule)`` located at ``where``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise IRError(rule, f"expected an int, got {_shown(value)}", where)
+    value = int(value)
+    if lo is not None and value < lo:
+        raise IRError(rule, f"{value} is below the minimum {lo}", where)
+    if hi is not None and value > hi:
+        raise IRError(rule, f"{value} exceeds the maximum {hi}", where)
+    return value
+
+
+def int_sequence(value, where: str, rule: Rule = Rule.BAD_TYPE) -> tuple:
+    """A list or tuple (or a 1-D numpy array; not a string, a scalar or a mapping), as a
+    tuple."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 1:
+        return tuple(value)
+    if not isinstance(value, (list, tuple)):
+        raise IRError(rule, f"expected a list of ints, got {_shown(value)}", where)
+    return tuple(value)
+
+
+def check_name(name, where: str = "name") -> str:
+    """A user's tensor name: any printable text up to ``MAX_NAME`` characters. Generated code
+    never uses it as written (``codegen`` mangles it to an ASCII identifier)."""
+    if not isinstance(name, str):
+        raise IRError(Rule.BAD_NAME, f"expected a string, got {_shown(name)}", where)
+    if len(name) > MAX_NAME:
+        raise IRError(Rule.BAD_NAME, f"{len(name)} characters > the limit of {MAX_NAME}", where)
+    for k, ch in enumerate(name):
+        # C*: control, format, surrogate, private-use and unassigned code points
+        if unicodedata.category(ch).startswith("C"):
+            raise IRError(Rule.BAD_NAME, f"character {k} ({ord(ch):#x}) is not printable", where)
+    return name
+
+
+def check_dtype(dtype, where: str = "dtype") -> str:
+    if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
+        raise IRError(Rule.BAD_TYPE, f"unknown dtype {_shown(dtype)} (one of "
+                      f"{', '.join(DTYPE_BYTES)})", where)
+    return dtype
+
+
+def check_shape(shape, where: str = "shape") -> tuple[int, ...]:
+    """1-4 exact positive ints, each at most ``MAX_DIM``, at most ``MAX_NUMEL`` elements."""
+    dims = int_sequence(shape, where)
+    if not 1 <= len(dims) <= MAX_RANK:
+        raise IRError(Rule.BAD_TYPE, f"shape {dims} must have 1-{MAX_RANK} positive dims",
+                      where)
+    out = tuple(exact_int(d, f"{where}[{k}]", lo=1, hi=MAX_DIM) for k, d in enumerate(dims))
+    _check_numel(out, where)
+    return out
+
+
+def _check_numel(shape: tuple[int, ...], where: str) -> None:
+    numel = math.prod(shape)
+    if numel > MAX_NUMEL:
+        raise IRError(Rule.BAD_TYPE, f"shape {shape} has {numel} elements > the limit of "
+                      f"2**40", where)
+
+
+def check_type(t: TensorType, where: str = "shape") -> TensorType:
+    dtype = check_dtype(t.dtype, "dtype")
+    return TensorType(check_shape(t.shape, where), dtype)
+
+
+def check_attrs(attrs, where: str = "attrs") -> tuple[tuple[str, int], ...]:
+    """An op's integer attributes (a mapping or pairs), each an exact int."""
+    if isinstance(attrs, dict):
+        items = list(attrs.items())
+    elif isinstance(attrs, (tuple, list)) and all(
+            isinstance(p, (tuple, list)) and len(p) == 2 for p in attrs):
+        items = [tuple(p) for p in attrs]
+    else:
+        raise IRError(Rule.BAD_ATTRIBUTE, f"expected a mapping, got {_shown(attrs)}", where)
+    out = {}
+    for k, v in items:
+        if not isinstance(k, str):
+            raise IRError(Rule.BAD_ATTRIBUTE, f"attribute name {_shown(k)} is not a string",
+                          where)
+        out[k] = exact_int(v, f"{where}.{k}", Rule.BAD_ATTRIBUTE, -MAX_DIM, MAX_DIM)
+    return attrs_of(out)
 
 
 def _apply_rule(op: str, level: Level, arg_types: list[TensorType], attrs: dict) -> TensorType:
+    if not isinstance(op, str):
+        raise IRError(Rule.UNKNOWN_OP, f"op must be a string, got {_shown(op)}")
     try:
         rec = get(op)
     except KeyError:
@@ -84,18 +187,24 @@ def _apply_rule(op: str, level: Level, arg_types: list[TensorType], attrs: dict)
         shape = rec.shape([t.shape for t in arg_types], attrs)
     except ShapeError as e:
         raise IRError(Rule.SHAPE_MISMATCH, f"{op}: {e}") from None
+    _check_numel(shape, "")
     return TensorType(shape, arg_types[0].dtype)
 
 
 # --- kernel level ------------------------------------------------------------------------------
 
 
-def kernel_input(shape, dtype: str = "fp16", name: str = "") -> KernelNode:
-    t = check_type(TensorType(tuple(shape), dtype))
-    return KernelNode("input", (), (t,), name=name)
+def kernel_input(shape, dtype: str = "fp16", name: str = "", where: str = "shape"
+                 ) -> KernelNode:
+    """A kernel input; ``where`` names the shape argument in errors (``dims`` for the builder)."""
+    t = TensorType(check_shape(shape, where), check_dtype(dtype))
+    return KernelNode("input", (), (t,), name=check_name(name))
 
 
 def _ref_type(prior: tuple[KernelNode, ...], ref: Ref) -> TensorType:
+    if not isinstance(ref, Ref) or any(isinstance(v, bool) or not isinstance(v, int)
+                                       for v in (ref.node, ref.index)):
+        raise IRError(Rule.BAD_REFERENCE, f"operand {_shown(ref)} is not a Ref of two ints")
     if not (0 <= ref.node < len(prior)) or not (0 <= ref.index < len(prior[ref.node].outputs)):
         raise IRError(Rule.BAD_REFERENCE, f"operand {ref} does not exist yet")
     return prior[ref.node].outputs[ref.index]
@@ -103,8 +212,8 @@ def _ref_type(prior: tuple[KernelNode, ...], ref: Ref) -> TensorType:
 
 def kernel_op(prior: tuple[KernelNode, ...], op: str, args, attrs=()) -> KernelNode:
     """A pre-defined kernel op over earlier nodes ``prior``."""
-    args = tuple(args)
-    attrs = attrs_of(attrs)
+    args = int_sequence(args, "args", Rule.BAD_REFERENCE)
+    attrs = check_attrs(attrs)
     arg_types = [_ref_type(prior, r) for r in args]
     out = _apply_rule(op, Level.KERNEL, arg_types, dict(attrs))
     return KernelNode(op, args, (out,), attrs)
@@ -112,7 +221,7 @@ def kernel_op(prior: tuple[KernelNode, ...], op: str, args, attrs=()) -> KernelN
 
 def customized_op(prior: tuple[KernelNode, ...], args, block: BlockGraph) -> KernelNode:
     """A graph-defined op: its outputs are the block graph's outputs laid out by their omaps."""
-    args = tuple(args)
+    args = int_sequence(args, "args", Rule.BAD_REFERENCE)
     arg_types = tuple(_ref_type(prior, r) for r in args)
     rebuilt = _rebuilt(block, arg_types)
     return KernelNode("customized", args, block_output_types(rebuilt), block=rebuilt)
@@ -126,7 +235,10 @@ def _rebuilt(block: BlockGraph, arg_types: tuple[TensorType, ...]) -> BlockGraph
     """``rebuild_block_graph``, memoised: the search and the checker re-derive the same block
     for the same operand types many times over (a result or an error, both deterministic)."""
     key = (block, arg_types)
-    found = _REBUILT.get(key)
+    try:
+        found = _REBUILT.get(key)
+    except TypeError:  # a hand-made block holding lists: rebuild it, it is not memoisable
+        return rebuild_block_graph(block, list(arg_types))
     if found is None:
         try:
             found = rebuild_block_graph(block, list(arg_types))
@@ -143,17 +255,25 @@ def _rebuilt(block: BlockGraph, arg_types: tuple[TensorType, ...]) -> BlockGraph
 # --- block level -------------------------------------------------------------------------------
 
 
-def _check_grid(grid, forloop_range) -> None:
-    if len(grid) != GRID_AXES or any(int(g) < 1 for g in grid):
-        raise IRError(Rule.BAD_MAP, f"grid {grid} must be three positive sizes")
-    if int(forloop_range) < 1:
-        raise IRError(Rule.BAD_MAP, f"forloop_range {forloop_range} must be positive")
+def check_grid(grid, forloop_range, where: str = "grid",
+               range_where: str = "forloop_range") -> tuple[tuple[int, int, int], int]:
+    """Three exact positive block counts and a positive loop range, each at most ``MAX_DIM``."""
+    sizes = int_sequence(grid, where, Rule.BAD_MAP)
+    if len(sizes) != GRID_AXES:
+        raise IRError(Rule.BAD_MAP, f"grid {sizes} must be three positive sizes", where)
+    sizes = tuple(exact_int(g, f"{where}[{k}]", Rule.BAD_MAP, 1, MAX_DIM)
+                  for k, g in enumerate(sizes))
+    r = exact_int(forloop_range, range_where, Rule.BAD_MAP, 1, MAX_DIM)
+    if math.prod(sizes) * r > MAX_NUMEL:
+        raise IRError(Rule.BAD_MAP, f"grid {sizes} x loop {r} exceeds 2**40 steps", where)
+    return sizes, r
 
 
 def _check_axis_map(amap, rank: int, what: str) -> AxisMap:
-    if amap is None or len(amap) != GRID_AXES:
+    if amap is None or not isinstance(amap, (tuple, list)) or len(amap) != GRID_AXES:
         raise IRError(Rule.BAD_MAP, f"{what} must name a dim or None for each of 3 grid axes")
-    dims = [None if d is None else int(d) for d in amap]
+    dims = [exact_int(d, f"{what}[{k}]", Rule.BAD_MAP, allow_none=True)
+            for k, d in enumerate(amap)]
     used = [d for d in dims if d is not None]
     if any(not 0 <= d < rank for d in used):
         raise IRError(Rule.BAD_MAP, f"{what} {tuple(amap)} names a dim outside rank {rank}")
@@ -187,11 +307,12 @@ def tile_type(tensor: TensorType, grid, forloop_range: int, imap, fmap) -> Tenso
 def block_input(
     tensor: TensorType, source: int, grid, forloop_range: int, imap, fmap
 ) -> BlockNode:
-    _check_grid(grid, forloop_range)
+    grid, forloop_range = check_grid(grid, forloop_range)
+    source = exact_int(source, "source", Rule.BAD_REFERENCE, 0)
     imap = _check_axis_map(imap, len(tensor.shape), "imap")
-    if fmap is not None and not 0 <= int(fmap) < len(tensor.shape):
+    fmap = exact_int(fmap, "fmap", Rule.BAD_MAP, allow_none=True)
+    if fmap is not None and not 0 <= fmap < len(tensor.shape):
         raise IRError(Rule.BAD_MAP, f"fmap {fmap} names a dim outside rank {len(tensor.shape)}")
-    fmap = None if fmap is None else int(fmap)
     t = tile_type(tensor, grid, forloop_range, imap, fmap)
     return BlockNode("input", (), t, source=source, imap=imap, fmap=fmap)
 
@@ -199,7 +320,7 @@ def block_input(
 def _block_arg_types(prior, args) -> list[TensorType]:
     out = []
     for a in args:
-        if not 0 <= a < len(prior):
+        if isinstance(a, bool) or not isinstance(a, int) or not 0 <= a < len(prior):
             raise IRError(Rule.BAD_REFERENCE, f"operand {a} does not exist yet")
         if prior[a].op == "output":
             raise IRError(Rule.BAD_REFERENCE, f"operand {a} is a block output")
@@ -209,8 +330,9 @@ def _block_arg_types(prior, args) -> list[TensorType]:
 
 def block_op(prior: tuple[BlockNode, ...], op: str, args, attrs=()) -> BlockNode:
     """A block-level op or accumulator over earlier block nodes ``prior``."""
-    args = tuple(int(a) for a in args)
-    attrs = attrs_of(attrs)
+    args = tuple(exact_int(a, f"args[{k}]", Rule.BAD_REFERENCE)
+                 for k, a in enumerate(int_sequence(args, "args", Rule.BAD_REFERENCE)))
+    attrs = check_attrs(attrs)
     if op in ("input", "output"):
         raise IRError(Rule.WRONG_LEVEL, f"use block_input/block_output for {op}")
     t = _apply_rule(op, Level.BLOCK, _block_arg_types(prior, args), dict(attrs))
@@ -218,9 +340,10 @@ def block_op(prior: tuple[BlockNode, ...], op: str, args, attrs=()) -> BlockNode
 
 
 def block_output(prior: tuple[BlockNode, ...], arg: int, omap) -> BlockNode:
-    (t,) = _block_arg_types(prior, (int(arg),))
+    arg = exact_int(arg, "args[0]", Rule.BAD_REFERENCE)
+    (t,) = _block_arg_types(prior, (arg,))
     omap = _check_axis_map(omap, len(t.shape), "omap")
-    return BlockNode("output", (int(arg),), t, omap=omap)
+    return BlockNode("output", (arg,), t, omap=omap)
 
 
 def output_type(node: BlockNode, grid) -> TensorType:
@@ -229,6 +352,9 @@ def output_type(node: BlockNode, grid) -> TensorType:
     for axis, dim in enumerate(node.omap):
         if dim is not None:
             shape[dim] *= grid[axis]
+    if any(d > MAX_DIM for d in shape):
+        raise IRError(Rule.BAD_TYPE, f"output shape {tuple(shape)} has a dim > {MAX_DIM}")
+    _check_numel(tuple(shape), "")
     return TensorType(tuple(shape), node.type.dtype)
 
 
@@ -238,19 +364,24 @@ def block_output_types(block: BlockGraph) -> tuple[TensorType, ...]:
 
 def rebuild_block_graph(block: BlockGraph, operand_types: list[TensorType]) -> BlockGraph:
     """Re-derive every tile type of ``block`` for operands of ``operand_types``."""
-    _check_grid(block.grid, block.forloop_range)
-    grid = tuple(int(g) for g in block.grid)
+    if not isinstance(block, BlockGraph):
+        raise IRError(Rule.BAD_ATTRIBUTE, f"block must be a BlockGraph, got {_shown(block)}")
+    grid, forloop_range = check_grid(block.grid, block.forloop_range, "block.grid",
+                                     "block.forloop_range")
     nodes: list[BlockNode] = []
-    for i, n in enumerate(block.nodes):
+    for i, n in enumerate(int_sequence(block.nodes, "block.nodes", Rule.BAD_ATTRIBUTE)):
         try:
+            if not isinstance(n, BlockNode):
+                raise IRError(Rule.BAD_ATTRIBUTE, f"expected a BlockNode, got {_shown(n)}")
             if n.op == "input":
-                if n.source is None or not 0 <= n.source < len(operand_types):
+                if (isinstance(n.source, bool) or not isinstance(n.source, int)
+                        or not 0 <= n.source < len(operand_types)):
                     raise IRError(Rule.BAD_REFERENCE, f"block input source {n.source} missing")
                 new = block_input(
-                    operand_types[n.source], n.source, grid, block.forloop_range, n.imap, n.fmap
+                    operand_types[n.source], n.source, grid, forloop_range, n.imap, n.fmap
                 )
             elif n.op == "output":
-                if len(n.args) != 1:
+                if not isinstance(n.args, (tuple, list)) or len(n.args) != 1:
                     raise IRError(Rule.WRONG_ARITY, "a block output takes one operand")
                 new = block_output(tuple(nodes), n.args[0], n.omap)
             else:
@@ -264,8 +395,20 @@ def rebuild_block_graph(block: BlockGraph, operand_types: list[TensorType]) -> B
                       f"of {len(operand_types)}")
     if not any(n.op == "output" for n in nodes):
         raise IRError(Rule.BAD_OUTPUTS, "block graph has no output")
-    return BlockGraph(grid, int(block.forloop_range), tuple(nodes))
+    return BlockGraph(grid, forloop_range, tuple(nodes))
 
 
 def is_accumulator(op: str) -> bool:
     return op not in ("input", "output") and get(op).has(Prop.ACCUMULATOR)
+
+
+def duplicate_input_name(nodes) -> str | None:
+    """The first non-empty input name given to two kernel inputs, if any: a compiled µGraph is
+    called by its input names, so two inputs may not share one."""
+    seen: set[str] = set()
+    for n in nodes:
+        if n.op == "input" and n.name:
+            if n.name in seen:
+                return n.name
+            seen.add(n.name)
+    return None

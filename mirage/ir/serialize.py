@@ -3,6 +3,7 @@
 A file holds one input program (optional) and a list of candidate µGraphs equivalent to it::
 
     {"format": "mirage-mugraph", "version": 1,
+     "target": "h100",   (optional: the GPU the candidates were searched and checked for)
      "meta": {...free-form provenance: case, batch, command...},
      "program": GRAPH or null,
      "graphs": [GRAPH, ...]}
@@ -18,14 +19,14 @@ A file holds one input program (optional) and a list of candidate µGraphs equiv
 
 Types other than the inputs' are not stored: the loader derives them, so a file cannot carry a
 shape that disagrees with the rules. Any defect in a file raises ``MugraphFormatError`` naming the
-file and the offending field.
+file and the offending field, with one exception: a candidate whose only defect is that its tiles
+exceed the loading target's shared memory (a file written for an H100 read for an A100) is left
+out of ``graphs`` and listed in ``unfit`` with its index in the file and the reason; the rest load.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,8 @@ from mirage.errors import InputError
 from mirage.ir import infer
 from mirage.ir.check import check
 from mirage.ir.graph import BlockGraph, BlockNode, KernelGraph, KernelNode, Ref
-from mirage.ir.infer import IRError
-from mirage.ir.target import DEFAULT_TARGET, Target
+from mirage.ir.infer import IRError, Rule
+from mirage.ir.target import Target, default_target
 
 FORMAT = "mirage-mugraph"
 VERSION = 1
@@ -53,11 +54,16 @@ class MugraphFormatError(InputError):
 
 @dataclass(frozen=True)
 class MugraphFile:
-    """A loaded file: the input program (if stored), the candidates, and provenance."""
+    """A loaded file: the input program (if stored), the candidates that fit the loading target,
+    provenance, the target the file says it was written for (``None`` in files from before that
+    field), and ``unfit``: ``(index in the file, reason)`` of each candidate left out because
+    its tiles exceed the loading target's shared memory."""
 
     graphs: tuple[KernelGraph, ...]
     program: KernelGraph | None = None
     meta: dict = field(default_factory=dict)
+    target: str | None = None
+    unfit: tuple[tuple[int, str], ...] = ()
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -95,10 +101,25 @@ def graph_to_dict(g: KernelGraph) -> dict:
     }
 
 
-def dumps(graphs, program: KernelGraph | None = None, meta: dict | None = None) -> str:
+def _target_name(target: Target | str | None) -> str:
+    if target is None:
+        return default_target().name
+    return target.name if isinstance(target, Target) else str(target)
+
+
+def dumps(graphs, program: KernelGraph | None = None, meta: dict | None = None,
+          target: Target | str | None = None) -> str:
+    """The file text; ``target`` (default ``default_target()``) is recorded as the GPU the
+    candidates were searched and validated for."""
+    graphs = list(graphs)
+    for k, g in enumerate([*graphs, *([] if program is None else [program])]):
+        if not isinstance(g, KernelGraph):
+            where = f"graphs[{k}]" if k < len(graphs) else "program"
+            raise InputError(f"{where}: expected a KernelGraph, got {type(g).__name__}")
     doc = {
         "format": FORMAT,
         "version": VERSION,
+        "target": _target_name(target),
         "meta": meta or {},
         "program": None if program is None else graph_to_dict(program),
         "graphs": [graph_to_dict(g) for g in graphs],
@@ -107,21 +128,16 @@ def dumps(graphs, program: KernelGraph | None = None, meta: dict | None = None) 
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write via a temporary file and rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write via a temporary file, fsync and rename (``mirage.files``), so readers never see
+    half a file and the result keeps the mode a user expects."""
+    from mirage.files import atomic_write_text as write
+
+    write(path, text)
 
 
-def save(path, graphs, program: KernelGraph | None = None, meta: dict | None = None) -> None:
-    atomic_write_text(path, dumps(graphs, program, meta))
+def save(path, graphs, program: KernelGraph | None = None, meta: dict | None = None,
+         target: Target | str | None = None) -> None:
+    atomic_write_text(path, dumps(graphs, program, meta, target))
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -150,7 +166,7 @@ class _Reader:
         if value is None and allow_none:
             return None
         if not isinstance(value, int) or isinstance(value, bool):
-            self.fail(where, f"expected an integer, got {value!r}")
+            self.fail(where, f"expected an int, got {infer._shown(value)}")
         return value
 
     def list_(self, value, where: str, length: int | None = None) -> list:
@@ -162,7 +178,7 @@ class _Reader:
 
     def str_(self, value, where: str) -> str:
         if not isinstance(value, str):
-            self.fail(where, f"expected a string, got {value!r}")
+            self.fail(where, f"expected a string, got {infer._shown(value)}")
         return value
 
     def ints(self, value, where: str, length: int | None = None, allow_none=False) -> tuple:
@@ -222,6 +238,13 @@ class _Reader:
         return infer.kernel_op(prior, op, args, attrs)
 
     def graph(self, d, where: str, target: Target) -> KernelGraph:
+        graph, unfit = self.graph_or_unfit(d, where, target, allow_unfit=False)
+        return graph
+
+    def graph_or_unfit(self, d, where: str, target: Target, allow_unfit: bool = True
+                       ) -> tuple[KernelGraph, str | None]:
+        """The graph, and the reason it does not fit ``target``'s shared memory (``None`` when
+        it fits); any other defect fails the file."""
         d = self.obj(d, where)
         items = self.list_(self.key(d, "nodes", where), f"{where}.nodes")
         nodes: list[KernelNode] = []
@@ -236,40 +259,57 @@ class _Reader:
         refs = tuple(self.ref(x, f"{where}.outputs[{i}]") for i, x in enumerate(outs))
         graph = KernelGraph(tuple(nodes), refs)
         errors = check(graph, target)
+        if errors and allow_unfit and all(e.rule is Rule.SHARED_MEMORY for e in errors):
+            return graph, str(errors[0])
         if errors:
             e = errors[0]
             self.fail(f"{where}.{e.where}" if e.where else where, f"{e.rule.value}: {e.message}")
-        return graph
+        return graph, None
 
 
-def loads(text: str, file: str = "<string>", target: Target = DEFAULT_TARGET) -> MugraphFile:
+def loads(text: str, file: str = "<string>", target: Target | None = None) -> MugraphFile:
+    """Parse and check a file's text for ``target`` (default ``default_target()``)."""
+    target = default_target() if target is None else target
     r = _Reader(file)
+    if not isinstance(text, str):
+        r.fail("", f"expected text, got {infer._shown(text)}")
     try:
         doc = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
-        r.fail("", f"not valid JSON: {e}")
+    except (ValueError, RecursionError) as e:  # ValueError: JSON syntax, an int of 4300+ digits
+        r.fail("", f"not valid JSON: {str(e)[:200]}")
     doc = r.obj(doc, "")
     if r.key(doc, "format", "") != FORMAT:
-        r.fail("format", f"expected {FORMAT!r}, got {doc['format']!r}")
+        r.fail("format", f"expected {FORMAT!r}, got {infer._shown(doc['format'])}")
     version = r.key(doc, "version", "")
-    if version != VERSION:
-        r.fail("version", f"unsupported version {version!r} (this code reads {VERSION})")
+    if isinstance(version, bool) or not isinstance(version, int) or version != VERSION:
+        r.fail("version", f"unsupported version {infer._shown(version)} (this code reads "
+               f"{VERSION})")
+    written_for = doc.get("target")
+    if written_for is not None:
+        written_for = r.str_(written_for, "target")[:64]
     meta = r.obj(doc.get("meta", {}), "meta")
     program_doc = doc.get("program")
     program = None if program_doc is None else r.graph(program_doc, "program", target)
     items = r.list_(r.key(doc, "graphs", ""), "graphs")
-    graphs = tuple(r.graph(g, f"graphs[{i}]", target) for i, g in enumerate(items))
-    return MugraphFile(graphs, program, meta)
+    graphs, unfit = [], []
+    for i, g in enumerate(items):
+        graph, reason = r.graph_or_unfit(g, f"graphs[{i}]", target)
+        if reason is None:
+            graphs.append(graph)
+        else:
+            unfit.append((i, reason))
+    return MugraphFile(tuple(graphs), program, meta, written_for, tuple(unfit))
 
 
-def graph_from_dict(d: dict, target: Target = DEFAULT_TARGET, file: str = "<dict>"
+def graph_from_dict(d: dict, target: Target | None = None, file: str = "<dict>"
                     ) -> KernelGraph:
     """The inverse of ``graph_to_dict``: one graph (a checkpoint's, a benchmark row's), read and
     checked as ``loads`` reads and checks each graph of a file."""
+    target = default_target() if target is None else target
     return _Reader(file).graph(d, "graph", target)
 
 
-def load(path: str | Path, target: Target = DEFAULT_TARGET) -> MugraphFile:
+def load(path: str | Path, target: Target | None = None) -> MugraphFile:
     try:
         text = Path(path).read_text()
     except (OSError, UnicodeDecodeError) as e:

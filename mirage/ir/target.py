@@ -18,7 +18,8 @@ class Target:
 H100 = Target("h100", smem_per_block=227 * 1024, num_sms=132, compute_capability=(9, 0))
 A100 = Target("a100", smem_per_block=163 * 1024, num_sms=108, compute_capability=(8, 0))
 TARGETS = {t.name: t for t in (H100, A100)}
-# The stricter of the two: graphs valid here run on both cards.
+# Kept importable for older callers only: the library's defaults are ``default_target()``,
+# resolved at each call (an entry point given no target reads it then, not at import).
 DEFAULT_TARGET = A100
 
 

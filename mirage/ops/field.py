@@ -139,6 +139,26 @@ class Field:
             raise NotLaxError("exp of a value that already contains exp: outside the LAX class")
         return FFValue(_power_table(self.omega, self.q, self.p)[a.q], None)
 
+    def constant(self, numerator: int, denominator: int) -> FFValue:
+        """The exact rational ``numerator / denominator`` (a float's ``as_integer_ratio``) as a
+        0-d value in both halves; it broadcasts against any tensor."""
+
+        def fn(m):
+            return np.array(numerator % m * pow(denominator, m - 2, m) % m, dtype=np.int64)
+
+        return FFValue(fn(self.p), fn(self.q))
+
+    def row_function(self, name: str, a: FFValue, dim: int) -> FFValue:
+        """A random symmetric function of each row along ``dim`` (kept as size 1): a keyed hash
+        of the multiset of the row's Z_p values, standing in for a row max. Equal rows (in any
+        order) give equal values; both halves are defined, so ``exp(x - m)`` factors as
+        ``exp(x) * exp(-m)`` like any other difference."""
+        # A sum in Z_p of per-element hashes: the hashes of a row's chunks add up to the row's
+        # (what a max accumulated over loop iterations would need).
+        z = (_mix(a.p.astype(np.uint64) ^ self.key(name)) % np.uint64(self.p)).astype(np.int64)
+        row = np.sum(z, axis=dim, keepdims=True) % self.p
+        return self.random_function(name, FFValue(row, None))
+
     def random_function(self, name: str, a: FFValue) -> FFValue:
         """A keyed hash standing in for a non-LAX op: equal inputs give equal outputs."""
         z = _mix(a.p.astype(np.uint64) ^ self.key(name))

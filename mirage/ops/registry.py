@@ -4,7 +4,10 @@ Each ``OpRecord`` says where an op may appear (kernel / block / thread level), h
 it takes, its shape rule, its meaning under the three semantics (float on numpy arrays, finite
 field for the verifier, abstract expression for pruning), its Triton emitter and a FLOP estimate.
 Adding an operator means adding one record here; ``tests/test_ops.py`` checks every record is
-complete.
+complete and ``tests/test_generality.py`` runs every record through every layer. The search and
+the codegen read properties (``Prop``), never op names: an ``ATOM`` op is tried where the target
+applies its function, a ``SCALAR`` op with the target's numbers, a reduction's ``pad`` fills
+padded lanes.
 
 Graph-defined kernels (``customized``) are not rows: their meaning is their block graph, which the
 semantics walker evaluates. Block inputs, accumulators and outputs are rows: the walker does the
@@ -23,7 +26,7 @@ import numpy as np
 
 from mirage.errors import InputError
 from mirage.ops import field as ff
-from mirage.ops.terms import Term, app, total
+from mirage.ops.terms import CONST, Term, app, const, total
 
 Shape = tuple[int, ...]
 
@@ -47,6 +50,9 @@ class Prop(Enum):
     RANDOM_FUNCTION = auto()  # outside LAX: modelled as a shared random function
     ACCUMULATOR = auto()  # block-level for-loop accumulator
     IO = auto()  # input / output placement
+    ATOM = auto()  # abstract expression: an opaque application headed by the op's name
+    NORM = auto()  # reduces over the last dim and keeps the shape (rms_norm)
+    SCALAR = auto()  # carries a Python number as its ``SCALAR_ATTRS`` (x * 0.125, 1.0 - x)
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,9 @@ class Finish:
 
 @dataclass(frozen=True)
 class OpRecord:
-    """Every concern of one operator. ``attrs`` names the integer attributes the op requires."""
+    """Every concern of one operator. ``attrs`` names the integer attributes the op requires
+    (a Python number travels as ``SCALAR_ATTRS``); ``pad`` is what padded tile lanes must hold
+    for the op's reduction to ignore them (-inf for a max)."""
 
     name: str
     levels: frozenset[Level]
@@ -78,6 +86,8 @@ class OpRecord:
     # Kernel level on torch tensors: (out, *tensors, attrs) -> result, written into the
     # preallocated ``out`` where the op has one (views return a view and get ``out=None``).
     torch_fn: Callable[..., Any] | None = None
+    # What padded lanes of a tile must hold so a reduction ignores them (the op's identity).
+    pad: float = 0.0
 
     def has(self, prop: Prop) -> bool:
         return prop in self.props
@@ -150,6 +160,18 @@ def _gelu(x):
     return 0.5 * x * (1.0 + np.tanh(c * (x + 0.044715 * x * x * x)))
 
 
+_ERF = np.frompyfunc(math.erf, 1, 1)
+
+
+def _gelu_erf(x):
+    # exact GELU (torch's default, approximate="none"): x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))
+    return 0.5 * x * (1.0 + _ERF(x * (1.0 / math.sqrt(2.0))).astype(x.dtype))
+
+
+def _sigmoid(x):
+    return np.exp(-np.logaddexp(0.0, -x))  # 1 / (1 + e^-x) without overflow
+
+
 def _rms(x, axis=-1):
     return np.sqrt(np.mean(x * x, axis=axis, keepdims=True))
 
@@ -160,6 +182,8 @@ def _transpose(x, attrs):
 
 def _ff_rms_norm(f: ff.Field, x: ff.FFValue, attrs) -> ff.FFValue:
     mean_sq = f.scale(f.reduce_sum(f.mul(x, x), -1), 1, x.shape[-1])
+    if has_scalar(attrs):  # rms_norm_eps: mean(x^2) + eps
+        mean_sq = f.add(mean_sq, f.constant(*scalar_ratio(attrs)))
     return f.div(x, f.random_function("sqrt", mean_sq))
 
 
@@ -200,7 +224,8 @@ def _torch_binary(name: str):
 
 def _torch_rms_norm(out, x, attrs):
     xf = x.float()
-    return out.copy_(xf * _torch().rsqrt(xf.square().mean(-1, keepdim=True)))
+    eps = scalar_value(attrs) if has_scalar(attrs) else 0.0
+    return out.copy_(xf * _torch().rsqrt(xf.square().mean(-1, keepdim=True) + eps))
 
 
 # --- FLOP estimates ----------------------------------------------------------------------------
@@ -258,12 +283,12 @@ def _identity_io(name: str, levels: frozenset[Level], expr_fn) -> OpRecord:
     )
 
 
-def _unary_lax(name, float_fn, ff_fn, expr_fn, emit, torch_fn=None) -> OpRecord:
+def _unary_lax(name, float_fn, ff_fn, expr_fn, emit, torch_fn=None, props=()) -> OpRecord:
     return OpRecord(
         name=name,
         levels=ALL,
         arity=1,
-        props=frozenset({Prop.ELEMENTWISE, Prop.LAX}),
+        props=frozenset({Prop.ELEMENTWISE, Prop.LAX, *props}),
         attrs=(),
         shape=same_shape,
         float_fn=lambda x, attrs: float_fn(x),
@@ -280,7 +305,7 @@ def _unary_random(name, float_fn, emit, torch_fn=None) -> OpRecord:
         name=name,
         levels=ALL,
         arity=1,
-        props=frozenset({Prop.ELEMENTWISE, Prop.RANDOM_FUNCTION}),
+        props=frozenset({Prop.ELEMENTWISE, Prop.RANDOM_FUNCTION, Prop.ATOM}),
         attrs=(),
         shape=same_shape,
         float_fn=lambda x, attrs: float_fn(x),
@@ -331,7 +356,8 @@ _register(
 )
 
 _register(
-    _unary_lax("exp", np.exp, ff.Field.exp, lambda x: app("exp", x), lambda x: f"tl.exp({x})")
+    _unary_lax("exp", np.exp, ff.Field.exp, lambda x: app("exp", x), lambda x: f"tl.exp({x})",
+               props=(Prop.ATOM,))
 )
 _register(
     _unary_lax(
@@ -369,10 +395,126 @@ _register(
     )
 )
 
+_register(
+    _unary_random(
+        "tanh",
+        np.tanh,
+        lambda x: f"(2.0 * tl.sigmoid(2.0 * {x}) - 1.0)",  # tanh(x) = 2 sigmoid(2x) - 1
+    )
+)
+_register(_unary_random("sigmoid", _sigmoid, lambda x: f"tl.sigmoid({x})"))
+_register(
+    _unary_random(
+        "gelu_erf",
+        _gelu_erf,
+        lambda x: f"(0.5 * {x} * (1.0 + tl.math.erf({x} * 0.7071067811865476)))",
+        lambda out, x, attrs: out.copy_(_torch().nn.functional.gelu(x)),
+    )
+)
+
 _register(_binary("add", np.add, ff.Field.add, "+", commutative=True))
 _register(_binary("sub", np.subtract, ff.Field.sub, "-", commutative=False))
 _register(_binary("mul", np.multiply, ff.Field.mul, "*", commutative=True))
 _register(_binary("div", np.divide, ff.Field.div, "/", commutative=False))
+
+# --- Python numbers as operands ----------------------------------------------------------------
+# ``x * 0.125`` is one op with the number as attributes (its exact ratio of integers), not a
+# constant node: a number then needs no tile, no load and no imap, the search places it like a
+# unary op, and the finite field gets the exact rational value. ``x - c`` is ``x + (-c)``.
+
+# The number is stored exactly as m * 2**e (|m| < 2**53), m split in a signed high and low part
+# so that every attribute fits a 32-bit int: 0.125 is {hi: 0, lo: 1, exp: -3}.
+SCALAR_ATTRS = ("scalar_hi", "scalar_lo", "scalar_exp")
+_LOW_BITS = 26
+
+
+def scalar_attrs(value) -> dict[str, int]:
+    """The attributes carrying the finite Python number ``value`` exactly."""
+    mantissa, exponent = math.frexp(float(value))
+    m, e = int(mantissa * 2**53), exponent - 53  # exact: the mantissa has 53 bits
+    while m and m % 2 == 0:
+        m, e = m // 2, e + 1
+    if m == 0:
+        e = 0
+    sign, mag = (-1 if m < 0 else 1), abs(m)
+    low = mag & ((1 << _LOW_BITS) - 1)
+    return {"scalar_hi": sign * (mag >> _LOW_BITS), "scalar_lo": sign * low, "scalar_exp": e}
+
+
+def scalar_ratio(attrs) -> tuple[int, int]:
+    """The number as an exact ratio of integers (what the finite field needs)."""
+    m = attrs["scalar_hi"] * (1 << _LOW_BITS) + attrs["scalar_lo"]
+    e = attrs["scalar_exp"]
+    return (m << e, 1) if e >= 0 else (m, 1 << -e)
+
+
+def scalar_value(attrs) -> float:
+    """The float ``scalar_attrs`` came from (exactly it)."""
+    m = attrs["scalar_hi"] * (1 << _LOW_BITS) + attrs["scalar_lo"]
+    return math.ldexp(float(m), attrs["scalar_exp"])
+
+
+def has_scalar(attrs) -> bool:
+    return SCALAR_ATTRS[0] in attrs
+
+
+# How the builder writes ``binary(a, b)`` with one Python number: (binary op, number first?) ->
+# (op, sign applied to the number). ``x - c`` is ``x + (-c)``: negation is exact.
+SCALAR_FORMS = {
+    ("add", False): ("add_scalar", 1),
+    ("add", True): ("add_scalar", 1),
+    ("sub", False): ("add_scalar", -1),
+    ("sub", True): ("rsub_scalar", 1),
+    ("mul", False): ("mul_scalar", 1),
+    ("mul", True): ("mul_scalar", 1),
+    ("div", False): ("div_scalar", 1),
+    ("div", True): ("rdiv_scalar", 1),
+}
+
+
+def _scalar_literal(attrs) -> str:
+    return repr(scalar_value(attrs))
+
+
+def _scalar(name: str, binary: str, reverse: bool) -> OpRecord:
+    """``binary(x, c)``, or ``binary(c, x)`` when ``reverse``, for the number c in the attrs;
+    every meaning is the binary op's with c as the other operand."""
+    base = REGISTRY[binary]
+
+    def order(x, c):
+        return (c, x) if reverse else (x, c)
+
+    def torch_fn(out, x, attrs):
+        torch = _torch()
+        c = scalar_value(attrs)
+        if reverse:  # a 0-d operand keeps x's dtype
+            return getattr(torch, binary)(torch.tensor(c, device=x.device), x, out=out)
+        return getattr(torch, binary)(x, c, out=out)
+
+    return OpRecord(
+        name=name,
+        levels=ALL,
+        arity=1,
+        props=frozenset({Prop.ELEMENTWISE, Prop.LAX, Prop.SCALAR}),
+        attrs=SCALAR_ATTRS,
+        shape=same_shape,
+        float_fn=lambda x, attrs: base.float_fn(*order(x, scalar_value(attrs)), attrs),
+        ff_fn=lambda f, x, attrs: base.ff_fn(
+            f, *order(x, f.constant(*scalar_ratio(attrs))), attrs),
+        expr_fn=lambda a, attrs, shapes: app(
+            binary, *order(a[0], const(*scalar_ratio(attrs)))),
+        emit=lambda a, attrs, shapes: base.emit(list(order(a[0], _scalar_literal(attrs))),
+                                                attrs, shapes),
+        flops=elementwise_flops,
+        torch_fn=torch_fn,
+    )
+
+
+_register(_scalar("add_scalar", "add", reverse=False))
+_register(_scalar("mul_scalar", "mul", reverse=False))
+_register(_scalar("div_scalar", "div", reverse=False))
+_register(_scalar("rsub_scalar", "sub", reverse=True))
+_register(_scalar("rdiv_scalar", "div", reverse=True))
 
 def _reduction(name: str, mean: bool) -> OpRecord:
     """``reduce_sum`` / ``reduce_mean`` over one dim, kept as size 1; the mean divides by the
@@ -412,10 +554,69 @@ _register(_reduction("reduce_mean", mean=True))
 
 _register(
     OpRecord(
+        name="reduce_max",
+        levels=KB,
+        arity=1,
+        # Outside LAX: a random symmetric function of each row to the verifier. A max that only
+        # stabilises a softmax cancels (exp(x - m) / sum exp(x - m)), and the field's exp
+        # factors exp(x - m) = exp(x) exp(-m) for any m, so the stable form verifies exactly.
+        props=frozenset({Prop.REDUCTION, Prop.RANDOM_FUNCTION, Prop.ATOM}),
+        attrs=("dim",),
+        shape=reduce_shape,
+        float_fn=lambda x, attrs: np.max(x, axis=attrs["dim"], keepdims=True),
+        ff_fn=lambda f, x, attrs: f.row_function("reduce_max", x, attrs["dim"]),
+        expr_fn=lambda a, attrs, shapes: app(
+            "reduce_max", total(shapes[0][attrs["dim"]], a[0])),
+        emit=lambda a, attrs, shapes: (
+            f"tl.max({a[0]}, axis={attrs['dim'] % len(shapes[0])}, keep_dims=True)"),
+        flops=input_flops,
+        torch_fn=lambda out, x, attrs: _torch().amax(x, dim=attrs["dim"], keepdim=True, out=out),
+        pad=-math.inf,
+    )
+)
+
+
+def _rms_norm_expr(a, attrs, shapes) -> Term:
+    mean_sq = total(shapes[0][-1], app("mul", a[0], a[0]))  # the 1/n is dropped, as for a mean
+    if has_scalar(attrs):
+        mean_sq = app("add", mean_sq, const(*scalar_ratio(attrs)))
+    return app("div", a[0], app("sqrt", mean_sq))
+
+
+def _rms_norm_emit(a, attrs, shapes) -> str:
+    eps = f" + {_scalar_literal(attrs)}" if has_scalar(attrs) else ""
+    return (f"({a[0]} / tl.sqrt(tl.sum({a[0]} * {a[0]}, axis={len(shapes[0]) - 1}, "
+            f"keep_dims=True) / {shapes[0][-1]}{eps}))")
+
+
+def _rms_norm_float(x, attrs):
+    eps = scalar_value(attrs) if has_scalar(attrs) else 0.0
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
+
+
+_register(
+    OpRecord(
+        name="rms_norm_eps",  # x / sqrt(mean(x^2, -1) + eps); ``rms_norm`` is eps = 0
+        levels=KB,
+        arity=1,
+        props=frozenset({Prop.REDUCTION, Prop.RANDOM_FUNCTION, Prop.NORM, Prop.SCALAR}),
+        attrs=SCALAR_ATTRS,
+        shape=same_shape,
+        float_fn=_rms_norm_float,
+        ff_fn=_ff_rms_norm,
+        expr_fn=_rms_norm_expr,
+        emit=_rms_norm_emit,
+        flops=lambda shapes, out: 3 * _numel(out),
+        torch_fn=_torch_rms_norm,
+    )
+)
+
+_register(
+    OpRecord(
         name="rms_norm",
         levels=KB,
         arity=1,
-        props=frozenset({Prop.REDUCTION, Prop.RANDOM_FUNCTION}),
+        props=frozenset({Prop.REDUCTION, Prop.RANDOM_FUNCTION, Prop.NORM}),
         attrs=(),
         shape=same_shape,
         float_fn=lambda x, attrs: x / _rms(x),
@@ -501,20 +702,44 @@ _register(
         _IDENTITY_FINISH,
     )
 )
-_register(
-    _accumulator(
-        "accum_rms_last",
+
+
+def _squares_last(name: str, finish: Finish) -> OpRecord:
+    """An accumulator of the sum of squares over the last dim; ``finish`` turns the sum into
+    the root mean square (``accum_rms_last``) or the mean square (``accum_ms_last``)."""
+    return _accumulator(
+        name,
         last_reduced_shape,
         lambda x: np.sum(x * x, axis=-1, keepdims=True),
         lambda f, x: f.reduce_sum(f.mul(x, x), -1),
         lambda t, shape: total(shape[-1], app("mul", t, t)),
         lambda x, last, deferred: f"({x} * {x})" if deferred
         else f"tl.sum({x} * {x}, axis={last}, keep_dims=True)",
+        finish,
+    )
+
+
+_register(
+    _squares_last(
+        "accum_rms_last",
         Finish(
             float_fn=lambda acc, n: np.sqrt(acc / n),
             ff_fn=lambda f, acc, n: f.random_function("sqrt", f.scale(acc, 1, n)),
             expr_fn=lambda t, n: app("sqrt", t),
             emit=lambda acc, n: f"tl.sqrt({acc} / {n})",
+        ),
+    )
+)
+# mean(x^2) over the last dim: with ``add_scalar`` and ``sqrt`` after the loop, the RMS of a row
+# with an eps (the 1/n is dropped from the expression, as for a mean)
+_register(
+    _squares_last(
+        "accum_ms_last",
+        Finish(
+            float_fn=lambda acc, n: acc / n,
+            ff_fn=lambda f, acc, n: f.scale(acc, 1, n),
+            expr_fn=lambda t, n: t,
+            emit=lambda acc, n: f"({acc} / {n})",
         ),
     )
 )
@@ -524,6 +749,7 @@ ACCUMULATOR_KINDS = {
     "sum_last": "accum_sum_last",
     "rms_last": "accum_rms_last",
     "rms": "accum_rms_last",
+    "mean_square_last": "accum_ms_last",
 }
 
 
@@ -537,3 +763,17 @@ def get(name: str) -> OpRecord:
 
 def ops_with(prop: Prop) -> frozenset[str]:
     return frozenset(name for name, rec in REGISTRY.items() if prop in rec.props)
+
+
+def atom_heads() -> frozenset[str]:
+    """Term heads that are atoms of degree one to the verifier's bound: the opaque functions
+    (random functions, exp) and constants (degree 0 really; counting 1 only loosens the bound)."""
+    return ops_with(Prop.ATOM) | {CONST}
+
+
+def reduced_dim(rec: OpRecord, attrs: dict, rank: int) -> int | None:
+    """The dim that ``rec`` reduces to size 1 (``reduce_sum``'s ``dim``, the last dim of a
+    ``*_last`` accumulator), or None for an op that keeps its operand's shape."""
+    if not rec.has(Prop.REDUCTION) or rec.shape is same_shape:
+        return None
+    return attrs.get("dim", -1) % rank

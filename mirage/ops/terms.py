@@ -1,8 +1,9 @@
 """Abstract-expression terms: the vocabulary in which the op records state their meaning.
 
 A term describes *what* a tensor computes, not its values: ``sum(k, mul(x, y))`` for a matmul
-with contraction length ``k``. Constant factors (the ``1/n`` of a mean) are not tracked, as in the
-paper. The subexpression check over these terms lives in ``mirage.expr``.
+with contraction length ``k``. Constant factors the ops imply (the ``1/n`` of a mean) are not
+tracked, as in the paper; numbers the program writes (``x * 0.125``, an eps) are ``const``
+atoms. The subexpression check over these terms lives in ``mirage.expr``.
 """
 
 from __future__ import annotations
@@ -65,3 +66,13 @@ def app(head: str, *args: Term) -> Term:
 def total(size: int, x: Term) -> Term:
     """sum(size, x); sum(1, x) is x (axiom ``x = sum(1, x)``)."""
     return x if size == 1 else Term("sum", (x,), size=size)
+
+
+CONST = "const"
+
+
+def const(num: int, den: int) -> Term:
+    """A number in an expression, named by its exact ratio ``num/den``: ``x * 0.125`` is
+    ``mul(x, const(1, 8))``. Unlike the ``1/n`` of a mean, a constant the program writes is kept,
+    so an op that applies it is not mistaken for a no-op by the search."""
+    return Term(CONST, name=f"{num}/{den}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mirage.errors import InputError
 from mirage.ir import KernelGraph
 from mirage.profile.timing import Timing, time_gpu
 
@@ -31,13 +32,21 @@ def _random_inputs(graph: KernelGraph, sets: int):
                   for t in graph.input_types) for _ in range(sets)]
 
 
-def fastest(candidates: list[KernelGraph], *, input_sets: int = 4) -> Choice:
+def fastest(candidates: list[KernelGraph], *, program: KernelGraph | None = None,
+            input_sets: int = 4) -> Choice:
     """Compile and time every candidate (CUDA graphs, events, rotated inputs); return the best.
 
-    A candidate that fails to compile or run on this GPU (say, for lack of shared memory) is
+    ``program``, the input program as written, is timed too when it is not among the
+    candidates (``search`` already puts it last), so the choice is never slower than it. A
+    candidate that fails to compile or run on this GPU (say, for lack of shared memory) is
     skipped and listed in ``Choice.failed``; with none left this raises ``RuntimeError``."""
     from mirage.runtime import compile as compile_graph
 
+    candidates = list(candidates)
+    if program is not None and all(g.digest != program.digest for g in candidates):
+        candidates.append(program)
+    if not candidates:
+        raise InputError("candidates: no graph to time (pass the program as written)")
     timed, failed = [], []
     inputs = _random_inputs(candidates[0], input_sets)
     for graph in candidates:

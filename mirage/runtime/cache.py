@@ -1,8 +1,10 @@
 """The on-disk cache of compiled µGraphs: generated source and tuned launch configs.
 
-An entry is keyed by the µGraph's structural hash, the code generator's version, the Triton
-version and the GPU (name and compute capability; ``interpreter`` on the CPU), so a cached
-answer never outlives what it depends on (STYLE point 7). Each entry directory holds
+An entry is keyed by the µGraph's structural hash, a fingerprint of the source that generates the
+code (``mirage.fingerprint``: the op rows' emitters, the IR and the code generator, so an edit to
+any of them is a new entry, never a stale kernel), the Triton version and the GPU (name and
+compute capability; ``interpreter`` on the CPU), so a cached answer never outlives what it
+depends on (STYLE point 7). Each entry directory holds
 
 * ``kernels_<digest>.py`` — the generated Triton module (imported from there, so tracebacks and
   Triton's own binary cache point at real source);
@@ -23,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from mirage.codegen import CODEGEN_VERSION
+from mirage.fingerprint import source_fingerprint
 
 
 def cache_root() -> Path:
@@ -45,14 +48,19 @@ def gpu_id(device=None) -> str:
     return f"{props.name.replace(' ', '_')}-sm{props.major}{props.minor}"
 
 
+# The packages whose source decides a generated kernel: emitters live in the op rows.
+GENERATING = ("ops", "ir", "codegen")
+
+
 def entry_dir(digest: str, gpu: str, root: Path | None = None) -> Path:
-    key = "|".join((digest, CODEGEN_VERSION, triton_version(), gpu))
+    code = source_fingerprint(*GENERATING)
+    key = "|".join((digest, CODEGEN_VERSION, code, triton_version(), gpu))
     h = hashlib.sha256(key.encode()).hexdigest()[:24]
     d = (root or cache_root()) / h
     d.mkdir(parents=True, exist_ok=True)
     meta = d / "meta.json"
     if not meta.exists():
-        write_json(meta, {"digest": digest, "codegen": CODEGEN_VERSION,
+        write_json(meta, {"digest": digest, "codegen": CODEGEN_VERSION, "code": code,
                           "triton": triton_version(), "gpu": gpu})
     return d
 

@@ -35,15 +35,20 @@ from mirage.expr import Mono, Poly, atoms_of, is_reachable, is_subexpression, no
 from mirage.expr.normal import atom_poly
 from mirage.ir import BlockGraph, BlockNode, IRError, infer
 from mirage.ir.check import LOOP, POST
-from mirage.ops import REGISTRY, Prop, Term
+from mirage.ops import REGISTRY, Level, Prop, Term
+from mirage.ops.registry import SCALAR_ATTRS, reduced_dim
 from mirage.search.labels import DimLabel
 from mirage.search.layouts import Layout, Operand
 from mirage.semantics import ExprSemantics
 
-_ELEMENTWISE_BINARY = ("add", "sub", "mul", "div")
-_REDUCE_LAST = ("reduce_sum", "accum_sum_last", "accum_rms_last", "rms_norm")
 SPLIT_DEPTH = 2  # where ``BlockSearch.run`` cuts the tree into parts
-UNARY = ("exp", "square", "sqrt", "silu", "gelu", "relu", "rms_norm")
+# Ops whose result is an opaque function of its operand (exp, sqrt, reduce_max …): tried only
+# where the target applies that function.
+FUNCTIONS = frozenset(n for n, r in REGISTRY.items()
+                      if r.has(Prop.ATOM) and Level.BLOCK in r.levels)
+# Ops that carry a number (x * 0.125, rms_norm with eps): tried with the target's numbers.
+SCALAR_OPS = frozenset(n for n, r in REGISTRY.items()
+                       if r.attrs == SCALAR_ATTRS and Level.BLOCK in r.levels)
 _EXPR = ExprSemantics()
 _SUM_FINISH = REGISTRY["accum_sum"].finish.expr_fn
 
@@ -136,8 +141,8 @@ def _label_op(op: str, args: list[tuple[DimLabel, ...]], attrs: dict, shapes) ->
     first = args[0]
     if op == "matmul":
         return (*first[:-1], args[1][-1])
-    if op in ("reduce_sum", "accum_sum_last", "accum_rms_last"):
-        d = attrs.get("dim", -1) % len(first)
+    d = reduced_dim(REGISTRY[op], attrs, len(first))
+    if d is not None:
         return (*first[:d], (("", 1),), *first[d + 1 :])
     if op == "transpose":
         out = list(first)
@@ -172,6 +177,7 @@ class BlockSearch:
         self.max_ops, self.stats, self.use_pruning = max_ops, stats, use_pruning
         self.deadline = deadline
         self.vocabulary = _vocabulary(targets)
+        self.constants = _constants(targets)
         self.whole_parts = _whole_parts(targets)
         self.groups = self._groups()
         self._inferred: dict[tuple, BlockNode | None] = {}
@@ -326,28 +332,34 @@ class BlockSearch:
                 arg_list = self._args(op, ids, last, dangling, need)
             elif last_group and group == last_group:
                 arg_list = [a for a in self._args(op, ids, None, dangling, need)
-                            if last in a or a > last_args[0]]
+                            if last in a or a >= last_args[0]]
             else:
                 arg_list = self._args(op, ids, None, dangling, need)
             for args in arg_list:
-                yield POST if is_post else LOOP, op, args, self._attrs(op, state, args)
+                for attrs in self._attrs(op, state, args):
+                    if (last_group and group == last_group and args == last_args[0]
+                            and _attrs_key(attrs) <= last_args[1]):
+                        continue  # the same op on the same operands: numbers in order
+                    yield POST if is_post else LOOP, op, args, attrs
 
-    @staticmethod
-    def _attrs(op: str, state: _State, args) -> dict:
+    def _attrs(self, op: str, state: _State, args) -> list[dict]:
+        """The attribute choices for ``op`` on ``args``: reductions over the last dim, the
+        target's numbers for an op that carries one."""
         rank = len(state.nodes[args[0]].type.shape)
+        rec = REGISTRY[op]
         if op == "transpose":
-            return {"dim0": rank - 2, "dim1": rank - 1} if rank >= 2 else None
-        if op == "reduce_sum":
-            return {"dim": rank - 1}
-        return {}
+            return [{"dim0": rank - 2, "dim1": rank - 1}] if rank >= 2 else []
+        if rec.attrs == SCALAR_ATTRS:
+            return [dict(a) for a in self.constants]
+        if rec.attrs == ("dim",):
+            return [{"dim": rank - 1}]
+        return [{}]
 
     def _children(self, state: _State):
         remaining = self.max_ops - state.ops - 1
         outputs = 1 if self.layout.split_label is None else 2
         for stage, op, args, attrs in self._candidates(state, remaining, outputs):
-            if attrs is None:
-                continue
-            key = (stage == POST, op, args)
+            key = (stage == POST, op, args, _attrs_key(attrs))
             node = self._block_op(state.nodes, op, args, attrs)
             if node is None:
                 self.stats.rejected["shape"] += 1
@@ -388,7 +400,8 @@ class BlockSearch:
         nor ones that multiply, add or contract two different dims that happen to have the same
         extent (square weights make those shape-correct).
         """
-        if op in _ELEMENTWISE_BINARY:
+        rec = REGISTRY[op]
+        if rec.has(Prop.ELEMENTWISE) and rec.arity == 2:
             # elementwise across two different dims (equal extents, different labels) pairs up
             # indices the program never pairs
             return all(a[0][0] == b[0][0] for a, b, sa, sb in zip(
@@ -398,7 +411,7 @@ class BlockSearch:
             if shapes[1][-2] > 1 and arg_labels[0][-1][0][0] != arg_labels[1][-2][0][0]:
                 return False  # contracts two different dims
             factors, size = arg_labels[0][-1], shapes[0][-1]
-        elif op in _REDUCE_LAST:
+        elif rec.has(Prop.NORM) or reduced_dim(rec, {"dim": -1}, len(shapes[0])) is not None:
             factors, size = arg_labels[0][-1], shapes[0][-1]
         else:
             return True
@@ -415,7 +428,8 @@ class BlockSearch:
         if key not in self._inferred:
             stand_ins = tuple(BlockNode("input", (), t) for t in types)
             try:
-                self._inferred[key] = infer.block_op(stand_ins, op, range(len(types)), attrs)
+                self._inferred[key] = infer.block_op(stand_ins, op, tuple(range(len(types))),
+                                                     attrs)
             except IRError:
                 self._inferred[key] = None
         found = self._inferred[key]
@@ -566,9 +580,13 @@ def _vocabulary(targets: list[Poly]) -> set[str]:
     heads = {a.head for t in targets for a in atoms_of(t)}
     terms = [m for t in targets for m in t.terms]
     vocab = {"mul", "accum_sum"}
-    vocab |= {h for h in heads if h in UNARY}
+    vocab |= {h for h in heads if h in FUNCTIONS}
     if "sqrt" in heads:
         vocab |= {"rms_norm", "accum_rms_last", "square"}
+    if "const" in heads:
+        vocab |= SCALAR_OPS - (set() if "sqrt" in heads else {"rms_norm_eps"})
+        if "sqrt" in heads:  # an RMS with an eps, over a loop: mean(x^2), + eps, sqrt
+            vocab |= {"accum_ms_last", "sqrt"}
     if "exp" in heads:
         vocab.add("accum_sum_last")
     if any(len(t.terms) > 1 for t in targets) or any(
@@ -587,8 +605,24 @@ def _vocabulary(targets: list[Poly]) -> set[str]:
 
 @functools.lru_cache(maxsize=100_000)
 def _functions(p: Poly) -> frozenset:
-    """The function applications and divisors in ``p``, at any depth (not its variables)."""
-    return frozenset(a for a in atoms_of(p) if a.head != "var")
+    """The function applications and divisors in ``p``, at any depth (not its variables, nor
+    its numbers: an op may apply a number with a function, as rms_norm with eps does)."""
+    return frozenset(a for a in atoms_of(p) if a.head not in ("var", "const"))
+
+
+def _constants(targets: list[Poly]) -> list[tuple]:
+    """The numbers the targets hold (``const`` atoms), as sorted attribute tuples."""
+    from mirage.ops.registry import scalar_attrs
+
+    found = set()
+    for a in (a for t in targets for a in atoms_of(t) if a.head == "const"):
+        num, den = (int(v) for v in a.name.split("/"))
+        found.add(_attrs_key(scalar_attrs(num / den)))
+    return sorted(found)
+
+
+def _attrs_key(attrs: dict) -> tuple:
+    return tuple(sorted(attrs.items()))
 
 
 def variables(polys) -> frozenset:

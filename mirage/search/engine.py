@@ -1,34 +1,37 @@
-"""The search driver: configuration, workers, time budget, checkpoints, report, cache.
+"""The search driver: configuration, workers, time budget, checkpoints, report.
 
 ``search(program, config)`` enumerates the layout classes of the first graph-defined kernel,
 cuts each class's block search into ``PARTS_PER_CLASS`` parts (``BlockSearch.run``) and hands
 the tasks (class, part) to worker processes (``num_workers``); each task is searched to
 completion (``kernel.KernelSearch``) unless the time budget runs out. The cut does not depend on
 the number of workers, so neither does the result. After every finished task the checkpoint
-(the tasks done and their candidates) is rewritten atomically, so an interrupted search resumes
-where it stopped and ends with the same result set. Candidates are deduplicated
-by structural hash, ranked by the cost model and verified (``mirage.verify``) best first until
-``keep`` are proven equivalent. Results are cached by the hash of (program, config, code).
+(``mirage.search.checkpoint``: the tasks done and their candidates) is rewritten atomically, so
+an interrupted search resumes where it stopped and ends with the same result set. Candidates
+are deduplicated by structural hash, ranked by the cost model and verified (``mirage.verify``)
+best first until ``keep`` are proven equivalent. The input program itself, run as its
+pre-defined kernels, is always the last candidate: the answer is never empty. Results are
+cached by ``mirage.search.cache``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import multiprocessing
 import os
 import sys
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mirage.errors import InputError
+from mirage.files import atomic_write_text
 from mirage.ir import TARGETS, KernelGraph
-from mirage.ir.serialize import atomic_write_text, graph_from_dict, graph_to_dict, loads
+from mirage.ir.serialize import graph_to_dict, loads
+from mirage.search import checkpoint as ckpt
 from mirage.search.block import Stats
+from mirage.search.checkpoint import CheckpointError, StaleCheckpoint, cache_key
 from mirage.search.cost import estimate_seconds
 from mirage.search.kernel import (
     KernelSearch,
@@ -40,9 +43,20 @@ from mirage.search.kernel import (
     layouts_for,
     restrict,
 )
+from mirage.search.workers import (
+    BLAS_THREADS,
+    MAIN_GUARD_HINT,
+    environment,
+    ignore_interrupts,
+    search_context,
+    workers_usable,
+)
 from mirage.verify import verify
 
-CODE_VERSION = "search-7"
+__all__ = ["CheckpointError", "Report", "SearchConfig", "SearchResult", "cache_key", "search",
+           "verification_order"]
+
+_search_context = search_context  # the name tests and scripts know
 PARTS_PER_CLASS = 8  # tasks per layout class: one class can hold most of the work
 LEADERS_PER_COUNT = 2  # tilings of each kernel count verified first (``verification_order``)
 LOOPS_PER_GRID = 3  # loop ranges per grid verified before any grid's next
@@ -69,10 +83,25 @@ class SearchConfig:
         fields.pop("num_workers")  # parallelism does not change the result set
         return fields
 
+    def check(self) -> None:
+        """Raise ``InputError`` naming the first setting no search can run with."""
+        for name in ("max_kernel_ops", "max_block_ops", "max_customized", "num_workers", "keep"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{name}: must be a whole number >= 1, got {value!r}")
+        budget = self.time_budget_s
+        if not isinstance(budget, (int, float)) or not budget >= 0 or budget == float("inf"):
+            raise InputError(f"time_budget_s: must be a finite number of seconds >= 0, "
+                             f"got {budget!r}")
+        if self.target not in TARGETS:
+            raise InputError(f"target: unknown {self.target!r} (one of "
+                             f"{', '.join(sorted(TARGETS))})")
+
 
 @dataclass
 class Report:
-    """What the search did; ``stop_reason`` is ``exhausted`` or ``time budget``."""
+    """What the search did; ``stop_reason`` is ``exhausted``, ``time budget`` or ``cached``;
+    ``why_none`` says why no searched candidate was kept (empty when one was)."""
 
     classes_total: int = 0
     classes_done: int = 0
@@ -85,16 +114,23 @@ class Report:
     verify_s: float = 0.0
     stop_reason: str = "exhausted"
     resumed_classes: int = 0
+    why_none: str = ""
 
     def lines(self) -> list[str]:
         rejected = ", ".join(f"{k} {v}" for k, v in sorted(self.rejected.items()))
-        return [
+        lines = [
             f"[Search] tasks (layout class x part): {self.classes_done}/{self.classes_total}"
             f" searched ({self.resumed_classes} from checkpoint)",
             f"[Search] states explored: {self.explored}",
             f"[Search] rejected per filter: {rejected or 'none'}",
             f"[Search] complete candidates: {self.candidates}; verified equivalent: "
             f"{self.verified}; failed verification: {self.failed_verification}",
+            f"[Search] answer: {self.verified} searched candidate"
+            f"{'s' * (self.verified != 1)} + the input program as written",
+        ]
+        if self.why_none:
+            lines.append(f"[Search] no searched candidate: {self.why_none}")
+        return lines + [
             f"[Search] time: search {self.search_s:.1f} s, verification {self.verify_s:.1f} s",
             f"[Search] stop reason: {self.stop_reason}",
             f"[Search] finished. Time elapsed: {self.search_s + self.verify_s:.1f} s",
@@ -103,10 +139,25 @@ class Report:
 
 @dataclass
 class SearchResult:
+    """``candidates``: the verified searched candidates in ``verification_order``, then the
+    input program (run as its pre-defined kernels), so never empty; ``estimates_s`` matches it.
+    ``searched``: the searched candidates alone."""
+
     program: KernelGraph
-    candidates: list[KernelGraph]  # verified, best estimate first
+    candidates: list[KernelGraph]
     estimates_s: list[float]
     report: Report
+    searched: list[KernelGraph] = field(default_factory=list)
+
+
+def answer(program: KernelGraph, searched: list[KernelGraph], report: Report,
+           target) -> SearchResult:
+    """The result of a search that kept ``searched``: those, then the program itself."""
+    candidates = list(searched)
+    if all(g.digest != program.digest for g in candidates):
+        candidates.append(program)
+    return SearchResult(program, candidates, [estimate_seconds(g, target) for g in candidates],
+                        report, list(searched))
 
 
 def _size(graph: KernelGraph) -> int:
@@ -115,11 +166,6 @@ def _size(graph: KernelGraph) -> int:
 
 def _tiling(graph: KernelGraph) -> tuple:
     return tuple((n.block.grid, n.block.forloop_range) for n in graph.nodes if n.block)
-
-
-def cache_key(program: KernelGraph, config: SearchConfig) -> str:
-    text = json.dumps([program.digest, config.key_fields(), CODE_VERSION], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 # --- workers -----------------------------------------------------------------------------------
@@ -179,6 +225,20 @@ def _run_task(task: str) -> tuple[str, list[KernelGraph], list[dict] | None, dic
                                  "rejected": dict(stats.rejected)}, finished
 
 
+def _init_pool_worker(*args) -> None:
+    ignore_interrupts()
+    _init_worker(*args)
+
+
+def _pool_task(task: str):
+    """``_run_task`` in a pool worker; an interrupt there comes back as None, so the driver
+    stops (a worker dying of it would leave its task unanswered and the pool waiting)."""
+    try:
+        return _run_task(task)
+    except KeyboardInterrupt:
+        return None
+
+
 # --- the driver --------------------------------------------------------------------------------
 
 
@@ -188,33 +248,52 @@ def _program_json(program: KernelGraph) -> str:
     return dumps([program])
 
 
-def _load_checkpoint(path: Path | None, key: str) -> dict:
-    if path is None or not path.exists():
-        return {}
+def _open_checkpoint(path: Path | None, program: KernelGraph, config: SearchConfig,
+                     tasks: set[str], restart: bool) -> tuple[dict, dict]:
+    """(done, found) to resume from; with ``restart`` (or a checkpoint of other code) an
+    existing file is moved to ``<path>.bak`` and the search starts over."""
+    if path is None:
+        return {}, {}
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    if restart:
+        if path.exists():
+            bak = ckpt.backup(path)
+            print(f"note: starting over; the old checkpoint is kept as {bak}", file=sys.stderr)
+        return {}, {}
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return doc.get("done", {}) if doc.get("key") == key else {}
+        return ckpt.read(path, program, config, TARGETS[config.target], tasks)
+    except StaleCheckpoint as e:
+        bak = ckpt.backup(path)
+        print(f"warning: {e}: starting over; the old file is kept as {bak}", file=sys.stderr)
+        return {}, {}
 
 
 def search(program: KernelGraph, config: SearchConfig = SearchConfig(),
-           checkpoint: str | Path | None = None, progress: bool = True) -> SearchResult:
-    """Search, verify and rank µGraphs equivalent to ``program``."""
+           checkpoint: str | Path | None = None, progress: bool = True,
+           restart: bool = False) -> SearchResult:
+    """Search, verify and rank µGraphs equivalent to ``program``.
+
+    ``checkpoint`` is resumed from (it must belong to this program and these settings, else
+    ``CheckpointError``) and rewritten after every finished task; ``restart`` starts over,
+    keeping an existing checkpoint as ``<checkpoint>.bak``. An interrupt (KeyboardInterrupt)
+    propagates with the checkpoint holding every finished task."""
+    if not isinstance(program, KernelGraph):
+        raise InputError(f"program: expected a KernelGraph, got {type(program).__name__}")
+    config.check()
+    if config.num_workers > 1 and not workers_usable():
+        print(f"warning: num_workers={config.num_workers} ignored, searching in this process: "
+              f"{MAIN_GUARD_HINT}", file=sys.stderr)
+        config = dataclasses.replace(config, num_workers=1)
     start = time.monotonic()
     deadline = start + config.time_budget_s
-    key = cache_key(program, config)
-    checkpoint = Path(checkpoint) if checkpoint else None
-    done: dict[str, dict] = _load_checkpoint(checkpoint, key)  # task: {"graphs", "stats"}
-    report = Report(resumed_classes=len(done))
     target = TARGETS[config.target]
-    found = {task: [graph_from_dict(d, target, "<checkpoint>") for d in entry["graphs"]]
-             for task, entry in done.items()}
+    path = Path(checkpoint) if checkpoint else None
     program_json = _program_json(program)
-    checkpointing = checkpoint is not None
-    _init_worker(program_json, config, deadline, checkpointing)
+    _init_worker(program_json, config, deadline, path is not None)
     tasks = _tasks(_WORKER["classes"])
-    report.classes_total = len(tasks)
+    done, found = _open_checkpoint(path, program, config, set(tasks), restart)
+    report = Report(resumed_classes=len(done), classes_total=len(tasks))
     todo = [t for t in tasks if t not in done]
 
     def record(task, graphs, dicts, stats, finished):
@@ -223,26 +302,19 @@ def search(program: KernelGraph, config: SearchConfig = SearchConfig(),
             return
         found[task] = graphs
         done[task] = {"graphs": dicts, "stats": stats}
-        if checkpointing:
-            atomic_write_text(checkpoint, json.dumps({"key": key, "done": done}))
+        if path is not None:
+            atomic_write_text(path, ckpt.dumps(program, config, done))
         if progress:
             count = sum(len(v) for v in found.values())
             print(f"\r[Search] tasks {len(done)}/{report.classes_total}, candidates {count}, "
                   f"{time.monotonic() - start:.1f} s", end="", file=sys.stderr, flush=True)
 
-    if config.num_workers <= 1 or len(todo) <= 1:
-        for task in todo:
-            record(*_run_task(task))
-            if time.monotonic() > deadline:
-                report.stop_reason = "time budget"
-                break
-    else:
-        with _search_context().Pool(config.num_workers, _init_worker,
-                                    (program_json, config, deadline, checkpointing)) as pool:
-            for result in pool.imap_unordered(_run_task, todo):
-                record(*result)
-    if progress:
-        print(file=sys.stderr)
+    try:
+        _run_tasks(todo, record, report, config, (program_json, config, deadline,
+                                                  path is not None))
+    finally:
+        if progress:
+            print(file=sys.stderr)
     unique: dict[str, KernelGraph] = {}
     for task, entry in done.items():
         report.explored += entry["stats"]["explored"]
@@ -257,7 +329,46 @@ def search(program: KernelGraph, config: SearchConfig = SearchConfig(),
     kept = _first_verified(program, ordered, config, report)
     report.verified = len(kept) if config.verify_candidates else 0
     report.verify_s = time.monotonic() - verify_start
-    return SearchResult(program, kept, [estimate_seconds(g, target) for g in kept], report)
+    report.why_none = "" if kept else _why_none(report, config, len(ordered))
+    return answer(program, kept, report, target)
+
+
+def _run_tasks(todo: list[str], record, report: Report, config: SearchConfig,
+               init_args: tuple) -> None:
+    deadline = init_args[2]
+    if config.num_workers <= 1 or len(todo) <= 1:
+        for task in todo:
+            record(*_run_task(task))
+            if time.monotonic() > deadline:
+                report.stop_reason = "time budget"
+                break
+        return
+    with search_context().Pool(config.num_workers, _init_pool_worker, init_args) as pool:
+        for result in pool.imap_unordered(_pool_task, todo):
+            if result is None:
+                raise KeyboardInterrupt
+            record(*result)
+
+
+def _why_none(report: Report, config: SearchConfig, tried: int) -> str:
+    """Why no searched candidate was kept, from what the report counted; ``tried``: the
+    candidates in verification order (one per tiling)."""
+    if report.classes_total == 0:
+        return ("no layout class: no tiling of the first kernel fits (no dim divisible by a "
+                "tile, or too little shared memory)")
+    if report.classes_done == 0:
+        return "time budget before any task finished"
+    partial = "" if report.stop_reason == "exhausted" else (
+        f" in the {report.classes_done} of {report.classes_total} tasks searched before the "
+        f"time budget")
+    if report.candidates == 0:
+        return (f"no complete candidate within the limits (max_kernel_ops "
+                f"{config.max_kernel_ops}, max_block_ops {config.max_block_ops}, "
+                f"max_customized {config.max_customized}){partial}")
+    if config.verify_candidates and report.failed_verification >= tried:
+        return (f"every complete candidate failed verification ({tried} verified: the best "
+                f"body of each tiling, of {report.candidates}){partial}")
+    return f"none kept{partial}"
 
 
 def verification_order(candidates: list[KernelGraph], target) -> list[KernelGraph]:
@@ -295,18 +406,6 @@ def verification_order(candidates: list[KernelGraph], target) -> list[KernelGrap
     return leading + [g for g in firsts if id(g) not in leaders] + rest
 
 
-def _search_context():
-    """How search workers start: forked (fast: nothing to import) from a plain process, spawned
-    from one running other threads. A fork copies only the calling thread, so a lock another
-    thread holds stays held in the child and can deadlock it: Python threads (a thread pool left
-    by Triton compiles, a server) and the native threads torch and Triton start (CUDA, OpenMP,
-    compile workers) once imported."""
-    busy = threading.active_count() > 1 or any(m in sys.modules for m in ("torch", "triton"))
-    if os.name == "posix" and not busy:
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
-
-
 def _verify_one(args: tuple[str, str, str]) -> bool:
     program_json, graph_json, target = args
     program = loads(program_json).graphs[0]
@@ -324,8 +423,6 @@ def _first_verified(program: KernelGraph, ranked: list[KernelGraph], config: Sea
     if not config.verify_candidates:
         return ranked[: config.keep]
     kept: list[KernelGraph] = []
-    if config.keep <= 0:
-        return kept
     with contextlib.closing(_verdicts(program, ranked, config)) as verdicts:  # ends the pool
         for g, ok in verdicts:
             if not ok:
@@ -341,7 +438,7 @@ def _verdicts(program: KernelGraph, ranked: list[KernelGraph], config: SearchCon
     """(candidate, equivalent?) in ranked order, computed lazily: one at a time, or a batch of
     ``num_workers`` at a time in a process pool."""
     target = TARGETS[config.target]
-    if config.num_workers <= 1:
+    if config.num_workers <= 1 or len(ranked) <= 1:
         yield from ((g, bool(verify(program, g, target=target))) for g in ranked)
         return
     from mirage.ir.serialize import dumps
@@ -351,54 +448,10 @@ def _verdicts(program: KernelGraph, ranked: list[KernelGraph], config: SearchCon
     # sized for the whole machine each, and eight of them thrash (GQA b=8 on 16 cores: 9.5 s
     # for one verification alone, 218 s for eight side by side).
     threads = str(max(1, (os.cpu_count() or 1) // config.num_workers))
-    with _environment({name: threads for name in _BLAS_THREADS}):
-        pool = multiprocessing.get_context("spawn").Pool(config.num_workers)
+    with environment({name: threads for name in BLAS_THREADS}):
+        pool = multiprocessing.get_context("spawn").Pool(config.num_workers, ignore_interrupts)
     with pool:
         for start in range(0, len(ranked), config.num_workers):
             batch = ranked[start : start + config.num_workers]
             jobs = [(program_json, dumps([g]), config.target) for g in batch]
             yield from zip(batch, pool.map(_verify_one, jobs), strict=True)
-
-
-_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]):
-    """Environment variables set for what starts inside (child processes), then restored."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("MIRAGE_CACHE", Path.home() / ".cache" / "mirage")) / "search"
-
-
-def search_cached(program: KernelGraph, config: SearchConfig = SearchConfig(),
-                  cache_dir: str | Path | None = None) -> SearchResult:
-    """``search`` with its verified candidates cached by ``cache_key(program, config)``."""
-    from mirage.ir.serialize import MugraphFormatError, load, save
-
-    path = Path(cache_dir or default_cache_dir()) / f"{cache_key(program, config)}.json"
-    target = TARGETS[config.target]
-    if path.exists():
-        try:
-            doc = load(path, target)
-        except MugraphFormatError:
-            doc = None  # a damaged cache entry is recomputed, never trusted
-        if doc is not None and doc.program == program:
-            report = Report(stop_reason="cached", verified=len(doc.graphs))
-            return SearchResult(program, list(doc.graphs),
-                                [estimate_seconds(g, target) for g in doc.graphs], report)
-    result = search(program, config, checkpoint=path.with_suffix(".ckpt"))
-    if result.report.stop_reason == "exhausted":
-        save(path, result.candidates, program=program, meta={"report": result.report.lines()})
-    return result

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mirage.ir import KernelGraph, Ref
+from mirage.ops import Prop, get
+from mirage.ops.registry import reduced_dim
 
 Factor = tuple[str, int]  # (label, extent)
 DimLabel = tuple[Factor, ...]
@@ -87,8 +89,9 @@ def label_program(graph: KernelGraph) -> ProgramLabels:
             uf.union(a[-1], b[-2])
             reduced.add(a[-1])
             out = [*a[:-1], b[-1]]
-        elif node.op in ("reduce_sum", "reduce_mean"):
-            d = node.attr["dim"] % len(out_shape)
+        elif node.op != "customized" and reduced_dim(get(node.op), node.attr,
+                                                    len(out_shape)) is not None:
+            d = reduced_dim(get(node.op), node.attr, len(out_shape))
             reduced.add(args[0][d])
             out = list(args[0])
             out[d] = new(1)
@@ -102,9 +105,9 @@ def label_program(graph: KernelGraph) -> ProgramLabels:
                 if sx > 1 and sy > 1:
                     uf.union(x, y)
                 out.append(x if sx >= sy else y)
-        else:  # unary elementwise, rms_norm
+        else:  # unary elementwise (numbers included), rms_norm
             out = list(args[0])
-            if node.op == "rms_norm":
+            if node.op != "customized" and get(node.op).has(Prop.NORM):
                 reduced.add(out[-1])
         dims[Ref(i)] = out
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mirage.errors import InputError
 from mirage.ir import BlockGraph, BlockNode, KernelGraph, Ref
 from mirage.ir.check import LOOP, loop_stages
 from mirage.ir.graph import GRID_AXES
@@ -51,7 +52,8 @@ def evaluate(graph: KernelGraph, inputs: list, sem: Semantics, observe=None) -> 
     only), e.g. to check that no prefix of a graph would be pruned.
     """
     if len(inputs) != len(graph.input_ids):
-        raise ValueError(f"graph takes {len(graph.input_ids)} inputs, got {len(inputs)}")
+        raise InputError(f"inputs: the graph takes {len(graph.input_ids)} inputs, got "
+                         f"{len(inputs)}")
     values: dict[Ref, Any] = {}
     feed = iter(inputs)
     for i, node in enumerate(graph.nodes):
@@ -172,7 +174,7 @@ def place_all_blocks(y: np.ndarray, node: BlockNode, grid) -> np.ndarray:
         shape.append(extent * (grid[axis] if axis is not None else 1))
     unplaced = [a for a in range(GRID_AXES) if a not in order]
     if any(grid[a] > 1 for a in unplaced):
-        raise ValueError(f"omap {node.omap} leaves a grid axis of size > 1 unplaced")
+        raise InputError(f"omap {node.omap} leaves a grid axis of size > 1 unplaced")
     return y.transpose(order + unplaced).reshape(shape)
 
 
