@@ -7,13 +7,18 @@ STAMP := $(VENV)/.installed
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= mirage-ae:$(VERSION)
 MAKE_PROG := $(MAKE)
+# A user value as one shell word, quoted (GPU="h100 --adopt" stays one word; the scripts then
+# refuse anything but a known card with one `error:` line).
+shq = '$(subst ','"'"',$(1))'
+# GPU= as one word: a known card bare (as the help shows it), anything else quoted.
+gpuq = $(if $(and $(filter 1,$(words $(1))),$(filter $(1),a100 h100 h200 A100 H100 H200)),$(1),$(call shq,$(1)))
 
 .DEFAULT_GOAL := help
 .PHONY: help test test-gpu lint clean venv check-saved
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
-	@echo "Variables: GPU=a100|h100 (name the card), FORCE_GPU=1, RESUME=1, QUICK=1 (reduced make all),"
+	@echo "Variables: GPU=a100|h100|h200 (name the card), FORCE_GPU=1, RESUME=1, QUICK=1 (reduced make all),"
 	@echo "  FROM_SCRATCH=1 (search instead of saved uGraphs), DOCKER=auto|always|never, SKIP=/ONLY=parts."
 	@echo "README.md says what each target produces and how long it takes."
 
@@ -24,10 +29,10 @@ help:  ## list the targets
 # reference verify. With a ready Python elsewhere (the GPU machine): make all VPY=python3 STAMP=
 # (the parts' make calls inherit both).
 .PHONY: all docker distclean
-ALL_FLAGS = $(if $(QUICK),--quick) $(if $(FROM_SCRATCH),--from-scratch) $(if $(GPU),--gpu $(GPU)) \
+ALL_FLAGS = $(if $(QUICK),--quick) $(if $(FROM_SCRATCH),--from-scratch) $(if $(GPU),--gpu $(call gpuq,$(GPU))) \
 	$(if $(FORCE_GPU),--force-gpu) $(if $(RESUME),--resume) $(if $(DOCKER),--docker $(DOCKER)) \
-	$(if $(SKIP),--skip $(SKIP)) $(if $(ONLY),--only $(ONLY)) \
-	$(if $(PART_TIMEOUT),--part-timeout $(PART_TIMEOUT)) $(if $(ALL_OUT),--out $(ALL_OUT))
+	$(if $(SKIP),--skip $(call shq,$(SKIP))) $(if $(ONLY),--only $(call shq,$(ONLY))) \
+	$(if $(PART_TIMEOUT),--part-timeout $(call shq,$(PART_TIMEOUT))) $(if $(ALL_OUT),--out $(call shq,$(ALL_OUT)))
 
 all:  ## everything this machine can run (figures, tables, saved uGraphs), then the verdict
 	@$(PYTHON) -m scripts.run_all --image $(IMAGE) --make "$(MAKE_PROG)" --python "$(VPY)" $(ALL_FLAGS)
@@ -80,10 +85,10 @@ search-saved: $(STAMP)  ## regenerate saved_mugraphs/ by search (FROM_SCRATCH; ~
 FIG7_FLAGS = $(if $(FORCE_GPU),--force-gpu) $(if $(RESUME),--resume) $(FIG7_ARGS)
 
 fig7: $(STAMP)  ## Figure 7 on this GPU, b in {1, 8}: make fig7 GPU=a100 [FORCE_GPU=1]
-	@$(VPY) -m scripts.fig7 $(if $(GPU),--gpu $(GPU)) --batches 1,8 $(FIG7_FLAGS)
+	@$(VPY) -m scripts.fig7 $(if $(GPU),--gpu $(call gpuq,$(GPU))) --batches 1,8 $(FIG7_FLAGS)
 
 hopper: $(STAMP)  ## Figure 7 on an H100, b in {1, 8, 16} (GPU=h200 on an H200)
-	@$(VPY) -m scripts.fig7 --gpu $(or $(GPU),h100) --batches 1,8,16 $(FIG7_FLAGS)
+	@$(VPY) -m scripts.fig7 --gpu $(call gpuq,$(or $(GPU),h100)) --batches 1,8,16 $(FIG7_FLAGS)
 
 # Figure 11 (scripts/fig11.py): four decoders end to end, b in {1, 8, 16} on H100/H200, else
 # {1, 8}; GPU=, FORCE_GPU=1 and RESUME=1 as fig7, QUICK=1 b = 1 only, FIG11_ARGS passes more
@@ -93,10 +98,10 @@ FIG11_FLAGS = $(if $(FORCE_GPU),--force-gpu) $(if $(RESUME),--resume) $(if $(QUI
 	$(FIG11_ARGS)
 
 fig11: $(STAMP)  ## Figure 11 (end-to-end decode of 4 models) on this GPU: make fig11 GPU=h100
-	@$(VPY) -m scripts.fig11 $(if $(GPU),--gpu $(GPU)) $(FIG11_FLAGS)
+	@$(VPY) -m scripts.fig11 $(if $(GPU),--gpu $(call gpuq,$(GPU))) $(FIG11_FLAGS)
 
 verify: $(STAMP)  ## check results/<gpu>/, results/fig11/<gpu>/ against expected/ (bands decide)
-	@$(VPY) -m scripts.verify $(if $(GPU),--gpu $(GPU))
+	@$(VPY) -m scripts.verify $(if $(GPU),--gpu $(call gpuq,$(GPU)))
 
 clean:  ## remove run output and caches: results/, .cache/ ... (keeps .venv)
 	rm -rf results .cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import os
@@ -333,16 +334,18 @@ def main(argv=None) -> int:
     rows = [r for pair in pairs for r in pair.rows]
     summarize(rows, log)
     log(f"copy bandwidth {bw / 1e12:.3f} TB/s; method {METHOD}; total {time.time() - start:.0f} s")
-    if out_dir:
-        with open(out_dir / "kernels.jsonl", "w") as f:
-            for r in rows:
-                f.write(json.dumps({**r, "copy_bw_Bps": bw}) + "\n")
+    if out_dir:  # each file whole or not at all (temp file and rename)
+        from mirage.ir.serialize import atomic_write_text
+
+        atomic_write_text(out_dir / "kernels.jsonl", "".join(
+            json.dumps({**r, "copy_bw_Bps": bw}) + "\n" for r in rows))
         fields = ["case", "b", "impl", "params", "correct", "rel_l2", "max_rel", "median_us",
                   "p10_us", "p90_us", "floor_us", "bytes", "method", "gpu", "error"]
-        with open(out_dir / "kernels.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_text(out_dir / "kernels.csv", buf.getvalue())
     bad = [r for r in rows if r["impl"] == "mirage" and r["params"] == "default"
            and not r.get("correct")]
     return 1 if bad else 0

@@ -10,21 +10,24 @@ fig11.png, proposed_bands.json; ``make verify`` checks it against expected/fig11
 
 The run is meant to fit a few minutes: ``--budget-s`` bounds it (each model gets a fair share of
 what is left; what does not fit is recorded as skipped, and the run still publishes). An
-interrupted run publishes nothing; ``--resume`` continues it. Exit status: 0 done, 2 usage or
-GPU mismatch, 3 no GPU, 4 cannot time, 130 interrupted.
+interrupted run publishes nothing; ``--resume`` continues it. One run at a time per
+<results>/fig11/<gpu>/ (a lock file beside it names the holder); bad input ends in one ``error:``
+line. Exit status: 0 done, 2 bad input or GPU mismatch, 3 no GPU, 4 cannot time, 5 another run
+holds the directory, 130 interrupted.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
+import math
 import secrets
 import sys
 import time
 from pathlib import Path
 
-from scripts.harness import metadata
+from scripts.harness import cli, metadata
+from scripts.harness.lock import LockHeld, RunLock
 from scripts.harness.records import RECORDS, Staging
 
 PROG = "fig11"
@@ -39,7 +42,7 @@ class Fig11Staging(Staging):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m scripts.fig11", description=__doc__.split("\n")[0])
+    p = cli.Parser(prog="python -m scripts.fig11", description=__doc__.split("\n")[0])
     p.add_argument("--gpu", default=None,
                    help="card the results are for (h100, a100, ...); default: the detected one")
     p.add_argument("--force-gpu", action="store_true",
@@ -47,13 +50,14 @@ def parse_args(argv):
     p.add_argument("--batches", default=None,
                    help="comma list (default: 1,8,16 on H100/H200, else 1,8)")
     p.add_argument("--models", default=None, help="comma list (default: all four)")
-    p.add_argument("--layers", type=int, default=None,
+    p.add_argument("--layers", type=cli.positive_type("--layers"), default=None,
                    help="build each model with at most N layers (default: all)")
     p.add_argument("--variants", default="pytorch,mirage,torch.compile",
                    help="comma list of pytorch, mirage, torch.compile")
     p.add_argument("--budget-s", type=float, default=180.0,
                    help="stop starting new measurements after this many seconds (0: none)")
-    p.add_argument("--samples", type=int, default=10, help="timed CUDA-graph replays each")
+    p.add_argument("--samples", type=cli.positive_type("--samples"), default=10,
+                   help="timed CUDA-graph replays each")
     p.add_argument("--tune", default="quick", choices=("quick", "full", "none"),
                    help="Mirage launch-config tuning (quick: 3-4 configs per kernel)")
     p.add_argument("--compile-mode", default="default",
@@ -67,7 +71,13 @@ def parse_args(argv):
     p.add_argument("--results", type=Path, default=Path("results"),
                    help="results root; this run publishes <results>/fig11/<gpu>/")
     p.add_argument("--saved", type=Path, default=Path("saved_mugraphs"))
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.gpu = cli.gpu_name(args.gpu)
+    if args.batches is not None:
+        args.batches = cli.batches(args.batches)
+    if not math.isfinite(args.budget_s) or args.budget_s < 0:
+        raise cli.UsageError(f"--budget-s {args.budget_s} is not a number of seconds >= 0")
+    return args
 
 
 def load_timer():
@@ -92,31 +102,37 @@ def _now() -> str:
 
 def main(argv=None, *, detect=metadata.detect_gpu, timer_loader=load_timer, nvml=None,
          models=None) -> int:
-    args = parse_args(argv)
     try:
-        info = detect()
-    except metadata.NoGpu as e:
-        return _fail(3, f"no CUDA GPU visible ({e}); this target needs one")
-    from models import configs
+        args = parse_args(argv)
+        from models import configs
+        from scripts.harness.endtoend_report import IMPLEMENTATIONS
 
-    try:
-        gpu, override = metadata.resolve_gpu(args.gpu, info, args.force_gpu)
         table = models or configs.MODELS
-        picked = [table[n] for n in (args.models.split(",") if args.models else table)]
-        default = "1,8,16" if gpu in HOPPER else "1,8"
-        batches = tuple(int(b) for b in (args.batches or default).split(",") if b.strip())
-        variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
-        from scripts.harness.endtoend import VARIANTS
+        picked = [table[n] for n in (cli.names(args.models, list(table), "model") or table)]
+        variants = tuple(cli.names(args.variants, list(IMPLEMENTATIONS), "--variants value") or ())
+        if not variants:
+            raise cli.UsageError(f"--variants names none of {', '.join(IMPLEMENTATIONS)}")
+        try:
+            info = detect()
+        except metadata.NoGpu as e:
+            return _fail(3, f"no CUDA GPU visible ({e}); this target needs one")
+        gpu, override = metadata.resolve_gpu(args.gpu, info, args.force_gpu)
+        batches = args.batches or cli.batches("1,8,16" if gpu in HOPPER else "1,8")
+        command = [f"python -m scripts.{PROG}", *(sys.argv[1:] if argv is None else argv)]
+        with RunLock.for_dir(args.results / SUBDIR / gpu, command):
+            return _measure(args, info, gpu, override, picked, batches, variants, timer_loader,
+                            nvml)
+    except (cli.UsageError, metadata.GpuMismatch) as e:
+        return cli.fail(PROG, e)
+    except LockHeld as e:
+        return cli.fail(PROG, e, cli.BUSY)
+    except KeyboardInterrupt:
+        return _fail(130, "interrupted before measuring or while publishing: nothing new "
+                          "published; RESUME=1 (--resume) continues what was measured")
 
-        unknown = [v for v in variants if v not in VARIANTS]
-        if unknown or not variants:
-            raise ValueError(f"variants {unknown or '(none)'}: use {', '.join(VARIANTS)}")
-    except metadata.GpuMismatch as e:
-        return _fail(2, str(e))
-    except KeyError as e:
-        return _fail(2, f"bad argument: unknown model {e} (known: {', '.join(configs.MODELS)})")
-    except ValueError as e:
-        return _fail(2, f"bad argument: {e}")
+
+def _measure(args, info, gpu, override, picked, batches, variants, timer_loader, nvml) -> int:
+    """The run itself, under the lock of <results>/fig11/<gpu>/."""
     try:
         timer, method = timer_loader()
     except Exception as e:
@@ -142,6 +158,11 @@ def main(argv=None, *, detect=metadata.detect_gpu, timer_loader=load_timer, nvml
         print(f"{PROG}: no interrupted run with these settings and this code to resume; "
               "starting afresh", file=sys.stderr)
     if staging is None:
+        kept = Staging.interrupted(root, gpu)
+        if kept and not args.resume:
+            print(f"{PROG}: note: {len(kept)} interrupted run(s) of {gpu} kept in "
+                  f"{root}/.staging-{gpu}-*; RESUME=1 continues one with these settings",
+                  file=sys.stderr)
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         seed = args.seed if args.seed is not None else secrets.randbits(31)
         staging = Fig11Staging(root, gpu, run_id, identity, seed)
@@ -163,7 +184,7 @@ def main(argv=None, *, detect=metadata.detect_gpu, timer_loader=load_timer, nvml
         run(ctx, plan, skip=frozenset(staging.done()))
     except KeyboardInterrupt:
         return _fail(130, f"interrupted: nothing published; {len(staging.records)} records kept "
-                          f"in {staging.dir}; continue with --resume (make ... RESUME=1)")
+                          f"in {staging.dir}; continue with RESUME=1 (--resume)")
     meta["nvml_after"] = metadata.snapshot(info, nvml)
     meta["finished"] = _now()
     final = publish(staging, meta, info.name, log)

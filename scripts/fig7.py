@@ -5,13 +5,14 @@ asked name anyway and records the override), measures every case x batch x imple
 one timing method, and publishes ``results/<gpu>/``: records.jsonl, metadata.json, table.txt,
 fig7.png, proposed_bands.json (see ``scripts/harness/records.py``). ``make fig7`` / ``make hopper``
 call this. An interrupted run publishes nothing; ``--resume`` continues it (same GPU, code and
-settings), keeping what it had measured. Exit status: 0 done, 2 usage or GPU mismatch, 3 no GPU,
-4 cannot time, 130 interrupted.
+settings), keeping what it had measured. One run at a time per results/<gpu>/ (a lock file
+beside it names the holder). Bad input ends in one ``error:`` line. Exit status: 0 done, 2 bad
+input or GPU mismatch, 3 no GPU, 4 cannot time, 5 another run holds results/<gpu>/, 130
+interrupted.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import secrets
@@ -20,14 +21,15 @@ import time
 from pathlib import Path
 
 from baselines import compiled
-from scripts.harness import metadata
-from scripts.harness.cases import BATCHES_A100, CASES, select
+from scripts.harness import cli, metadata
+from scripts.harness.cases import ATTENTION, BATCHES_A100, CASES, COMMON
+from scripts.harness.lock import LockHeld, RunLock
 
 PROG = "fig7"
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m scripts.fig7", description=__doc__.split("\n")[0])
+    p = cli.Parser(prog="python -m scripts.fig7", description=__doc__.split("\n")[0])
     p.add_argument("--gpu", default=None,
                    help="card the results are for (a100, h100, ...); default: the detected one")
     p.add_argument("--force-gpu", action="store_true",
@@ -39,8 +41,9 @@ def parse_args(argv):
     p.add_argument("--baselines", default=None,
                    help="comma list of baselines (default: all that apply)")
     p.add_argument("--no-mirage", action="store_true", help="measure the baselines only")
-    p.add_argument("--samples", type=int, default=100, help="timing samples per implementation")
-    p.add_argument("--calls-per-graph", type=int, default=128,
+    p.add_argument("--samples", type=cli.positive_type("--samples"), default=100,
+                   help="timing samples per implementation")
+    p.add_argument("--calls-per-graph", type=cli.positive_type("--calls-per-graph"), default=128,
                    help="calls captured in one CUDA graph (one sample = one replay)")
     p.add_argument("--warm", action="store_true",
                    help="also time each implementation on one input set (warm L2)")
@@ -55,7 +58,14 @@ def parse_args(argv):
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--saved", type=Path, default=Path("saved_mugraphs"))
     p.add_argument("--cache", type=Path, default=Path(".cache"))
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # Every value that names a card, a case or a batch size is checked before anything runs.
+    args.gpu = cli.gpu_name(args.gpu)
+    args.batches = cli.batches(args.batches)
+    args.cases = cli.names(args.cases, list(CASES), "case")
+    args.baselines = cli.names(args.baselines, list(dict.fromkeys(COMMON + ATTENTION)),
+                               "baseline")
+    return args
 
 
 def load_timer(calls_per_graph: int):
@@ -80,21 +90,30 @@ def _now() -> str:
 
 def main(argv=None, *, detect=metadata.detect_gpu, timer_loader=load_timer, nvml=None,
          compile_graph=None) -> int:
-    args = parse_args(argv)
     try:
-        info = detect()
-    except metadata.NoGpu as e:
-        return _fail(3, f"no CUDA GPU visible ({e}); this target needs one")
-    try:
+        args = parse_args(argv)
+        try:
+            info = detect()
+        except metadata.NoGpu as e:
+            return _fail(3, f"no CUDA GPU visible ({e}); this target needs one")
         gpu, override = metadata.resolve_gpu(args.gpu, info, args.force_gpu)
-        cases = tuple(select(args.cases, CASES))
-        batches = tuple(int(b) for b in args.batches.split(",") if b.strip())
-        baselines = None if not args.baselines else frozenset(
-            b.strip() for b in args.baselines.split(","))
-    except metadata.GpuMismatch as e:
-        return _fail(2, str(e))
-    except ValueError as e:
-        return _fail(2, f"bad argument: {e}")
+        command = [f"python -m scripts.{PROG}", *(sys.argv[1:] if argv is None else argv)]
+        with RunLock.for_dir(args.results / gpu, command):
+            return _measure(args, info, gpu, override, timer_loader, nvml, compile_graph)
+    except (cli.UsageError, metadata.GpuMismatch) as e:
+        return cli.fail(PROG, e)
+    except LockHeld as e:
+        return cli.fail(PROG, e, cli.BUSY)
+    except KeyboardInterrupt:
+        return _fail(130, "interrupted before measuring or while publishing: nothing new "
+                          "published; RESUME=1 (--resume) continues what was measured")
+
+
+def _measure(args, info, gpu: str, override, timer_loader, nvml, compile_graph) -> int:
+    """The run itself, under the lock of results/<gpu>/."""
+    cases = tuple(CASES[n] for n in CASES if args.cases is None or n in args.cases)
+    batches = args.batches
+    baselines = None if args.baselines is None else frozenset(args.baselines)
     try:
         timer, method = timer_loader(args.calls_per_graph)
     except Exception as e:
@@ -125,6 +144,11 @@ def main(argv=None, *, detect=metadata.detect_gpu, timer_loader=load_timer, nvml
         print(f"{PROG}: no interrupted run with these settings and this code to resume; "
               "starting afresh", file=sys.stderr)
     if staging is None:
+        kept = Staging.interrupted(args.results, gpu)
+        if kept and not args.resume:
+            print(f"{PROG}: note: {len(kept)} interrupted run(s) of {gpu} kept in "
+                  f"{args.results}/.staging-{gpu}-*; RESUME=1 continues one with these settings",
+                  file=sys.stderr)
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         seed = args.seed if args.seed is not None else secrets.randbits(31)
         staging = Staging(args.results, gpu, run_id, identity, seed)
@@ -147,7 +171,7 @@ def main(argv=None, *, detect=metadata.detect_gpu, timer_loader=load_timer, nvml
         run(ctx, plan, compile_graph, skip=frozenset(staging.done()))
     except KeyboardInterrupt:
         return _fail(130, f"interrupted: nothing published; {len(staging.records)} records kept "
-                          f"in {staging.dir}; continue with --resume (make ... RESUME=1)")
+                          f"in {staging.dir}; continue with RESUME=1 (--resume)")
     meta["nvml_after"] = metadata.snapshot(info, nvml)
     meta["finished"] = _now()
     final = publish(staging, meta, info.name, log)

@@ -23,7 +23,6 @@ machine where everything runs inside the image.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -36,6 +35,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from scripts.harness import cli  # standard library only, as this module
 
 PROG = "make all"
 ROOT = Path(__file__).resolve().parent.parent
@@ -443,12 +444,24 @@ def exit_code(outcomes: list[Outcome]) -> int:
     return 1 if any(o.status == FAILED for o in outcomes) else 0
 
 
+def _atomic_write(path: Path, text: str) -> None:
+    """Temp file and rename (as mirage.ir.serialize.atomic_write_text, which this stdlib-only
+    module cannot import): a reader never sees half a summary."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_summary(outcomes: list[Outcome], out: Path, text: str) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.txt").write_text(text.lstrip("\n") + "\n")
+        _atomic_write(out / "summary.txt", text.lstrip("\n") + "\n")
         doc = {"exit_code": exit_code(outcomes), "parts": [asdict(o) for o in outcomes]}
-        (out / "summary.json").write_text(json.dumps(doc, indent=1) + "\n")
+        _atomic_write(out / "summary.json", json.dumps(doc, indent=1) + "\n")
     except OSError as e:
         print(f"{PROG}: summary not written to {out} ({e})", file=sys.stderr)
 
@@ -457,8 +470,7 @@ def write_summary(outcomes: list[Outcome], out: Path, text: str) -> None:
 
 
 def parse_args(argv: list[str]) -> Options:
-    p = argparse.ArgumentParser(prog="python -m scripts.run_all", description=__doc__.split(
-        "\n")[0])
+    p = cli.Parser(prog="python -m scripts.run_all", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true",
                    help="reduced mode: saved uGraphs at b=1 only, QUICK=1 to every target")
     p.add_argument("--from-scratch", action="store_true",
@@ -484,16 +496,41 @@ def parse_args(argv: list[str]) -> Options:
         got = frozenset(x.strip() for x in re.split(r"[,\s]+", text) if x.strip())
         unknown = sorted(got - set(PART_NAMES))
         if unknown:
-            p.error(f"unknown part(s) {', '.join(unknown)}; parts: {', '.join(PART_NAMES)}")
+            raise cli.UsageError(f"unknown part(s) {', '.join(unknown)} in SKIP=/ONLY= "
+                                 f"(parts: {', '.join(PART_NAMES)})")
         return got
 
-    return Options(a.quick, a.from_scratch, a.gpu, a.force_gpu, a.resume, a.docker, a.image,
-                   names(a.skip), names(a.only), a.out, a.make, a.python, a.part_timeout)
+    if a.part_timeout is not None and not (a.part_timeout > 0 and a.part_timeout < 1e9):
+        raise cli.UsageError(f"PART_TIMEOUT={a.part_timeout:g} is not a positive number of "
+                             "seconds")
+    return Options(a.quick, a.from_scratch, cli.gpu_name(a.gpu), a.force_gpu, a.resume,
+                   a.docker, a.image, names(a.skip), names(a.only), out_dir(a.out), a.make,
+                   a.python, a.part_timeout)
+
+
+def out_dir(path: Path) -> Path:
+    """ALL_OUT= / --out: no '..' in it, and inside this checkout only under results/ (so a
+    typo cannot drop logs into the sources or expected/); elsewhere (/tmp/...) is the user's."""
+    if ".." in Path(path).parts:
+        raise cli.UsageError(f"ALL_OUT={str(path)!r} may not contain '..'")
+    resolved, root = (ROOT / path).resolve(), ROOT.resolve()
+    if (resolved == root or root in resolved.parents) and not (
+            resolved == root / "results" or (root / "results") in resolved.parents):
+        raise cli.UsageError(f"ALL_OUT={str(path)!r} is inside the checkout but not under "
+                             "results/")
+    if resolved.exists() and not resolved.is_dir():
+        raise cli.UsageError(f"ALL_OUT={str(path)!r} is a file, not a directory")
+    return Path(path)
 
 
 def main(argv: list[str] | None = None, *, detect=detect_gpu) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    opts = parse_args(argv)
+    try:
+        opts = parse_args(argv)
+    except cli.UsageError as e:
+        return cli.fail(PROG, e)
+    except KeyboardInterrupt:
+        return cli.fail(PROG, "interrupted before anything ran", cli.INTERRUPTED)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     outcomes: list[Outcome] = []
     where = "natively"
@@ -518,7 +555,13 @@ def main(argv: list[str] | None = None, *, detect=detect_gpu) -> int:
         f"{rel(opts.out / stamp)}/ (environment.json, logs/, this summary)")
     print(text, flush=True)
     write_summary(outcomes, opts.out / stamp, text)
-    return exit_code(outcomes)
+    code = exit_code(outcomes)
+    if code == 130:
+        done = [o.part for o in outcomes if o.status == OK]
+        print(f"{PROG}: interrupted; kept: {', '.join(done) or 'no finished part'} and the "
+              "records fig7/hopper/fig11 had measured; continue with `make all RESUME=1`",
+              flush=True)
+    return code
 
 
 if __name__ == "__main__":

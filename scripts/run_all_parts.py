@@ -96,9 +96,10 @@ def env_main(argv: list[str]) -> int:
     p.add_argument("--out", type=Path, required=True, help="the JSON file to write")
     args = p.parse_args(argv)
     rec = environment()
+    from mirage.ir.serialize import atomic_write_text
+
     try:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(rec, indent=1) + "\n")
+        atomic_write_text(args.out, json.dumps(rec, indent=1) + "\n")
     except OSError as e:
         print(f"environment: cannot write {args.out} ({e})", file=sys.stderr)
         return 1

@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(rows[-1]), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "search_vs_reference.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    from mirage.ir.serialize import atomic_write_text
+
+    atomic_write_text(out / "search_vs_reference.jsonl",
+                      "".join(json.dumps(r) + "\n" for r in rows))
     print(f"\n{'case':10} {'b':>3} {'reference':>10} {'searched':>10} {'ratio':>6}  (µs, "
           f"{torch.cuda.get_device_name()})")
     for r in rows:

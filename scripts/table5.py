@@ -17,7 +17,6 @@ and is not part of this table. Writes ``table5.csv``, ``table5.txt`` and ``table
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 from mirage.ir.serialize import atomic_write_text
 from mirage.search import SearchConfig, search
 from mirage.workloads import program
+from scripts.harness import cli
 
 PAPER = {  # max ops: (8 threads, 1 thread, no pruning) in seconds; None: "> 10 h"
     5: (11, 58, 768), 6: (16, 93, 19934), 7: (22, 150, None), 8: (24, 152, None),
@@ -35,11 +35,17 @@ PAPER = {  # max ops: (8 threads, 1 thread, no pruning) in seconds; None: "> 10 
 }
 
 
-def _ops(text: str) -> list[int]:
+def _ops(text: str, what: str = "--ops") -> list[int]:
+    """"5-11" or "5,6": positive limits (an empty text: none); ``cli.UsageError`` otherwise."""
+    if not text.strip():
+        return []
     if "-" in text:
-        lo, hi = text.split("-")
-        return list(range(int(lo), int(hi) + 1))
-    return [int(x) for x in text.split(",") if x]
+        lo, _, hi = text.partition("-")
+        lo, hi = cli.positive_int(lo, what), cli.positive_int(hi, what)
+        if lo > hi or hi > 64:
+            raise cli.UsageError(f"{what} {text!r}: want low-high with low <= high <= 64")
+        return list(range(lo, hi + 1))
+    return list(cli.batches(text, what))
 
 
 BLOCK_INPUTS = 2  # RMSNorm's block graphs read two tiles: X and W
@@ -118,7 +124,17 @@ def plot(rows: list[dict], workers: list[int], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    try:
+        return _main(argv)
+    except cli.UsageError as e:
+        return cli.fail("table5", e)
+    except KeyboardInterrupt:
+        return cli.fail("table5", "interrupted; nothing written (the table is written at the "
+                                  "end)", cli.INTERRUPTED)
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = cli.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", default="5-11")
     parser.add_argument("--workers", default="1,8")
     parser.add_argument("--cap", type=float, default=300.0, help="seconds per run")
@@ -126,13 +142,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="results/table5")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    workers = [int(w) for w in args.workers.split(",")]
+    if not (0 < args.cap < 1e7):  # also refuses nan and inf
+        raise cli.UsageError(f"--cap {args.cap} is not a positive number of seconds")
+    workers = list(cli.batches(args.workers, "--workers"))
+    ops, unpruned = _ops(args.ops), _ops(args.no_pruning_ops, "--no-pruning-ops")
+    if not ops and not unpruned:
+        raise cli.UsageError("--ops and --no-pruning-ops name no limit to measure")
     rows = []
-    for k in _ops(args.ops):
+    for k in ops:
         for w in workers:
             rows.append(measure(k, w, True, args.cap))
             print(f"[table5] max ops {k}, {w} workers: {_cell(rows[-1])}", flush=True)
-    for k in _ops(args.no_pruning_ops):
+    for k in unpruned:
         rows.append(measure(k, max(workers), False, args.cap))
         print(f"[table5] max ops {k}, no pruning: {_cell(rows[-1])}", flush=True)
     buf = io.StringIO()

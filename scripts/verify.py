@@ -11,13 +11,13 @@ reference bands (with provenance).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from mirage.ir.serialize import atomic_write_text
-from scripts.harness import checker, endtoend_report
+from scripts.harness import checker, cli, endtoend_report, sanity
 from scripts.harness.analysis import speedups
+from scripts.harness.lock import LockHeld, RunLock
 from scripts.harness.metadata import MEASURED_CODE, code_fingerprint
 from scripts.harness.records import METADATA, RECORDS, ResultsError, load_run
 
@@ -25,15 +25,18 @@ PROG = "verify"
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m scripts.verify", description=__doc__)
-    p.add_argument("--gpu", default=None, help="check only results/<gpu>")
+    p = cli.Parser(prog="python -m scripts.verify", description=__doc__)
+    p.add_argument("--gpu", default=None, help="check only results/<gpu> "
+                                               f"({', '.join(cli.KNOWN_GPUS)})")
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--expected", type=Path, default=Path("expected"))
     p.add_argument("--allow-stale", action="store_true",
                    help="check results measured with other code than the current tree")
     p.add_argument("--adopt", action="store_true",
                    help="write this run's speedups as --gpu's bands into expected/")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.gpu = cli.gpu_name(args.gpu)
+    return args
 
 
 def result_dirs(results: Path, gpu: str | None) -> list[Path]:
@@ -58,10 +61,17 @@ def runs(results: Path, gpu: str | None) -> list[tuple[str, Path]]:
     return fig7 + fig11
 
 
+def _dict(x) -> dict:
+    return x if isinstance(x, dict) else {}
+
+
 def stale_reason(meta: dict, root: Path = Path(".")) -> str | None:
     """Why the run's results no longer describe the current code, or None."""
-    code = meta.get("code", {})
-    paths = tuple(code.get("fingerprint_paths") or MEASURED_CODE)
+    code = _dict(meta.get("code"))
+    paths = code.get("fingerprint_paths") or MEASURED_CODE
+    if not isinstance(paths, (list, tuple)) or not all(isinstance(x, str) for x in paths):
+        return "its metadata names no valid code paths"
+    paths = tuple(paths)
     if code.get("fingerprint") != code_fingerprint(root, paths):
         return (f"measured with other code than the current tree (something under "
                 f"{', '.join(paths)} changed since commit {meta.get('commit')})")
@@ -69,10 +79,31 @@ def stale_reason(meta: dict, root: Path = Path(".")) -> str | None:
 
 
 def main(argv=None) -> int:
+    """The verdict: 0 every check held, 1 a check failed or a run cannot be trusted, 2 bad
+    input (one ``error:`` line), 130 interrupted."""
+    try:
+        return _main(argv)
+    except cli.UsageError as e:
+        return cli.fail(PROG, e)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing adopted or changed", file=sys.stderr)
+        return cli.INTERRUPTED
+    except LockHeld as e:
+        return cli.fail(PROG, e, cli.BUSY)
+    except Exception as e:  # a verdict, never a traceback
+        print(f"{PROG}: FAILED: internal error ({type(e).__name__}: {e})", file=sys.stderr)
+        return 1
+
+
+def _main(argv) -> int:
     args = parse_args(argv)
     if args.adopt and not args.gpu:
-        print(f"{PROG}: --adopt needs --gpu", file=sys.stderr)
-        return 2
+        raise cli.UsageError("--adopt needs --gpu")
+    if not args.results.is_dir():
+        raise cli.UsageError(f"no results directory {args.results}/ (run `make fig7 GPU=...`, "
+                             "`make hopper` or `make fig11` first)")
+    if not args.expected.is_dir():
+        raise cli.UsageError(f"no expected directory {args.expected}/")
     dirs = runs(args.results, args.gpu)
     if not dirs:
         print(f"{PROG}: no results under {args.results}/ (run `make fig7 GPU=...`, "
@@ -84,27 +115,30 @@ def main(argv=None) -> int:
         all_bands = {f: checker.load_bands(args.expected, bands_file[f])
                      for f in dict.fromkeys(f for f, _ in dirs)}
     except checker.ExpectedError as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
-        return 1
+        raise cli.UsageError(str(e)) from None
     failed = False
     for figure, directory in dirs:
         bands = all_bands[figure]
         try:
             meta, records = load_run(directory)
+            if meta["gpu"] != directory.name:
+                raise ResultsError(f"{directory}: holds a run of {meta['gpu']!r} (field gpu of "
+                                   f"{METADATA})")
+            sanity.check_run(directory, meta, records, FIG11 if figure == FIG11 else "fig7")
         except ResultsError as e:
             print(f"{PROG}: cannot trust {e}; rerun the measurement", file=sys.stderr)
             failed = True
             continue
         gpu = meta["gpu"]
         print(f"\n{directory} ({'Figure 11' if figure == FIG11 else 'Figure 7'}): "
-              f"{meta.get('gpu_info', {}).get('name', gpu)}, run "
+              f"{_dict(meta.get('gpu_info')).get('name', gpu)}, run "
               f"{meta.get('run_id')}, commit {meta.get('commit')}, {meta.get('started')}")
         if meta.get("gpu_override"):
             print(f"  filed as {gpu} by override (NVML: "
-                  f"{meta['gpu_override'].get('reported_name')})")
-        if meta.get("code", {}).get("dirty_paths"):
+                  f"{_dict(meta['gpu_override']).get('reported_name')})")
+        if _dict(meta.get("code")).get("dirty_paths"):
             print("  note: measured from uncommitted changes: "
-                  + ", ".join(meta["code"]["dirty_paths"]))
+                  + ", ".join(map(str, meta["code"]["dirty_paths"])))
         stale = stale_reason(meta)
         if stale and not args.allow_stale:
             print(f"{PROG}: {directory} is stale: {stale}; rerun it, or pass --allow-stale",
@@ -117,12 +151,18 @@ def main(argv=None) -> int:
                     else speedups(records))
         if args.adopt:
             name = bands_file[figure]
-            proposed = checker.propose_bands(meta, measured)
-            atomic_write_text(args.expected / name,
-                              checker.adopt(args.expected, gpu, proposed, name))
+            try:
+                with RunLock.for_dir(args.expected / name):
+                    proposed = checker.propose_bands(meta, measured)
+                    text = checker.adopt(args.expected, gpu, proposed, name)
+                    atomic_write_text(args.expected / name, text)
+                    bands = checker.load_bands(args.expected, name)
+            except checker.ExpectedError as e:
+                print(f"{PROG}: {e}", file=sys.stderr)
+                failed = True
+                continue
             print(f"  adopted {len(proposed)} bands for {gpu} into {args.expected / name}")
-            bands = checker.load_bands(args.expected, name)
-        planned = meta.get("plan", {}).get("batches")  # QUICK=1 plans b = 1 only
+        planned = _dict(meta.get("plan")).get("batches")  # QUICK=1 plans b = 1 only
         if figure == FIG11:
             rows = endtoend_report.check(gpu, records, bands, claims, planned)
             print(endtoend_report.render_check(rows))

@@ -81,9 +81,9 @@ def test_no_gpu_entry_point_exits_nonzero_without_traceback(module, args, tmp_pa
 
 
 def test_verify_without_results_exits_nonzero(tmp_path, capsys):
-    assert verify.main(["--results", str(tmp_path / "none")]) == 1
+    assert verify.main(["--results", str(tmp_path / "none")]) == 2  # bad input (issue 15)
     err = capsys.readouterr().err
-    assert "no results" in err and err.count("\n") == 1
+    assert err.startswith("error: ") and "no results" in err and err.count("\n") == 1
 
 
 # --- metadata through a fake NVML and a fake CUDA device ------------------------------------------

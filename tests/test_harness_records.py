@@ -60,9 +60,9 @@ def test_interrupted_run_publishes_nothing_and_keeps_the_old_run(tmp_path):
     meta, records = load_run(tmp_path / "h100")
     assert meta["run_id"] == "old" and {r.run_id for r in records} == {"old"}
     assert (s.dir / "records.jsonl.partial").exists()
-    # The next run sweeps the dead staging directory away.
-    Staging(tmp_path, "h100", "next")
-    assert not s.dir.exists()
+    # The next run leaves it alone (a run only ever removes its own staging directory).
+    nxt = Staging(tmp_path, "h100", "next")
+    assert s.dir.exists() and Staging.interrupted(tmp_path, "h100") == [s.dir, nxt.dir]
 
 
 def test_run_dying_while_publishing_is_untrusted(tmp_path):

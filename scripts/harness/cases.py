@@ -61,7 +61,7 @@ class Init:
 
 
 ATTENTION = ("sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "flashinfer", "flash-attn")
-COMMON = ("eager", "torch.compile", "triton", "tensorrt", "taso", "pet")
+COMMON = ("eager", "torch.compile", "liger", "triton", "tensorrt", "taso", "pet")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ plan, as under QUICK=1). MISS, MISSING and WRONG fail the check.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,9 +75,46 @@ class Claim:
 
 def _read(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ExpectedError(f"{path}: missing (expected/ ships it; restore it with git)") \
+            from None
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON or UTF-8
         raise ExpectedError(f"{path}: unreadable ({e})") from None
+    if not isinstance(doc, dict):
+        raise ExpectedError(f"{path}: not a JSON object")
+    return doc
+
+
+def _entries(path: Path, doc: dict, key: str) -> list[dict]:
+    entries = doc.get(key, [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ExpectedError(f"{path}: {key} is not a list of objects")
+    return entries
+
+
+def finite_positive(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def band_problem(entry: dict) -> str | None:
+    """Why a band entry cannot be used (None if it can): keys, types, and for a measured band
+    finite positive numbers with low <= high."""
+    if not isinstance(entry.get("gpu"), str) or not isinstance(entry.get("case"), str):
+        return "gpu and case must be strings"
+    if not isinstance(entry.get("batch"), int) or isinstance(entry.get("batch"), bool) \
+            or entry["batch"] < 1:
+        return f"batch {entry.get('batch')!r} is not a positive integer"
+    if entry.get("status") != MEASURED:
+        return None
+    low, high, mid = entry.get("low"), entry.get("high"), entry.get("speedup")
+    if not finite_positive(low) or not finite_positive(high):
+        return f"a measured band needs finite positive low and high (got {low!r}, {high!r})"
+    if low > high:
+        return f"a measured band needs low <= high (got {low!r} > {high!r})"
+    if mid is not None and not finite_positive(mid):
+        return f"speedup {mid!r} is not a finite positive number"
+    return None
 
 
 def _typed(cls, entry: dict, where: str):
@@ -89,19 +127,19 @@ def _typed(cls, entry: dict, where: str):
 def load_claims(expected: Path) -> list[Claim]:
     path = Path(expected) / CLAIMS_FILE
     return [_typed(Claim, c, f"{path}: claims[{i}]")
-            for i, c in enumerate(_read(path).get("claims", []))]
+            for i, c in enumerate(_entries(path, _read(path), "claims"))]
 
 
 def load_bands(expected: Path, name: str = BANDS_FILE) -> dict[tuple[str, str, int], Band]:
     path = Path(expected) / name
     bands: dict[tuple[str, str, int], Band] = {}
-    for i, entry in enumerate(_read(path).get("bands", [])):
+    for i, entry in enumerate(_entries(path, _read(path), "bands")):
         band = _typed(Band, entry, f"{path}: bands[{i}]")
         if band.status not in (MEASURED, TO_BE_MEASURED):
             raise ExpectedError(f"{path}: bands[{i}]: status {band.status!r}")
-        if band.status == MEASURED and (band.low is None or band.high is None
-                                        or band.low > band.high):
-            raise ExpectedError(f"{path}: bands[{i}]: a measured band needs low <= high")
+        problem = band_problem(entry)
+        if problem:
+            raise ExpectedError(f"{path}: bands[{i}] ({band.case} b={band.batch}): {problem}")
         key = (band.gpu, band.case, band.batch)
         if key in bands:
             raise ExpectedError(f"{path}: bands[{i}]: second band for {key}")
@@ -195,6 +233,8 @@ def propose_bands(meta: dict, measured: dict[tuple[str, int], Speedup]) -> list[
     for (case, b), s in measured.items():
         if s.speedup is None:
             continue
+        if not finite_positive(s.speedup):  # the run's checks make this unreachable: belt
+            raise ExpectedError(f"speedup of {case} b={b} is {s.speedup!r}: no band from it")
         launch_bound = case in CASES and b in CASES[case].launch_bound
         tol = LAUNCH_BOUND_TOLERANCE if launch_bound else TOLERANCE
         bands.append({"gpu": meta["gpu"], "case": case, "batch": b, "status": MEASURED,
@@ -213,9 +253,19 @@ def adopt(expected: Path, gpu: str, proposed: list[dict], name: str = BANDS_FILE
     text."""
     path = Path(expected) / name
     doc = _read(path)
+    load_bands(expected, name)  # the file as it is must be sound before anything is added
+    for i, b in enumerate(proposed):
+        problem = band_problem(b) if isinstance(b, dict) else "not an object"
+        if problem or b.get("gpu") != gpu:
+            raise ExpectedError(f"not adopted: proposed band {i} ({b.get('case')} "
+                                f"b={b.get('batch')}): {problem or 'another GPU'}")
     new = {(b["gpu"], b["case"], b["batch"]): b for b in proposed}
     bands = [b for b in doc.get("bands", []) if (b["gpu"], b["case"], b["batch"]) not in new]
     bands += proposed
     bands.sort(key=lambda b: (b["gpu"], case_order(b["case"]), b["batch"]))
     doc["bands"] = bands
-    return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+    try:
+        return json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    except ValueError as e:  # NaN or inf anywhere, provenance included
+        raise ExpectedError(f"not adopted: {path} would hold a non-finite number ({e})") \
+            from None

@@ -40,12 +40,17 @@ from models.decoder import (
 from models.decoder import relative_error as rel_err
 from models.mirage_variant import fold, prepare
 from scripts.harness import records as rec
-from scripts.harness.endtoend_report import COMPILED, LAYER, MIRAGE, REFERENCE
+from scripts.harness.endtoend_report import (
+    COMPILED,
+    LAYER,
+    LAYER_TOLERANCE,
+    MIRAGE,
+    REFERENCE,
+    STEP_TOLERANCE,
+)
 
 VARIANTS = (REFERENCE, MIRAGE, COMPILED)
 FAMILY = {REFERENCE: "pytorch", COMPILED: "pytorch", MIRAGE: "mirage"}
-STEP_TOLERANCE = 3e-2  # logits after every layer: fp16 rounding differences accumulate
-LAYER_TOLERANCE = 1e-2
 GiB = 2**30
 
 

@@ -21,8 +21,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
+import socket
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,13 +104,81 @@ class Record:
 
     @classmethod
     def from_json(cls, line: str) -> Record:
-        d = json.loads(line)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
+        """The record on one JSON line; ``ValueError`` naming the field for anything else
+        (not an object, unknown or missing field, wrong type, NaN or infinite number)."""
+        try:
+            d = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise ValueError(f"not JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"not a JSON object but {type(d).__name__}")
+        unknown = set(d) - set(FIELD_TYPES)
         if unknown:
             raise ValueError(f"unknown record fields: {sorted(unknown)}")
+        missing = [n for n in REQUIRED if n not in d]
+        if missing:
+            raise ValueError(f"missing field(s) {', '.join(missing)}")
+        for name, value in d.items():
+            _check_type(name, value)
         d["samples_us"] = tuple(d.get("samples_us", ()))
         return cls(**d)
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _check_type(name: str, value) -> None:
+    """``ValueError`` naming ``name`` when ``value`` is not of its field's JSON type."""
+    kind, optional = FIELD_TYPES[name]
+    if value is None and optional:
+        return
+    if kind == "number":
+        if not _number(value):
+            raise ValueError(f"field {name}: {value!r} is not a number")
+        if not math.isfinite(value):
+            raise ValueError(f"field {name}: {value!r} is not finite")
+        return
+    if kind == "numbers":
+        if not isinstance(value, list):
+            raise ValueError(f"field {name}: not a list of numbers")
+        for i, x in enumerate(value):
+            if not _number(x) or not math.isfinite(x):
+                raise ValueError(f"field {name}[{i}]: {x!r} is not a finite number")
+        return
+    expected = {"str": str, "int": int, "bool": bool, "dict": dict}[kind]
+    if not isinstance(value, expected) or (kind == "int" and isinstance(value, bool)):
+        raise ValueError(f"field {name}: {value!r} is not {'an' if kind == 'int' else 'a'} "
+                         f"{kind}")
+    if kind == "dict" and not _all_finite(value):  # to_json could not write it back
+        raise ValueError(f"field {name}: holds a NaN or infinite number")
+
+
+def _all_finite(x, depth: int = 0) -> bool:
+    if depth > 50:
+        return False
+    if isinstance(x, float):
+        return math.isfinite(x)
+    if isinstance(x, dict):
+        return all(_all_finite(v, depth + 1) for v in x.values())
+    if isinstance(x, list):
+        return all(_all_finite(v, depth + 1) for v in x)
+    return True
+
+
+# JSON type of each field (``numbers``: a list of finite numbers) and whether null is allowed.
+FIELD_TYPES = {
+    "case": ("str", False), "batch": ("int", False), "implementation": ("str", False),
+    "family": ("str", False), "status": ("str", False), "gpu": ("str", False),
+    "run_id": ("str", False), "commit": ("str", False), "timestamp": ("str", False),
+    "method": ("str", True), "median_us": ("number", True), "p10_us": ("number", True),
+    "p90_us": ("number", True), "samples_us": ("numbers", False),
+    "calls_per_sample": ("int", True), "warm_median_us": ("number", True),
+    "correct": ("bool", True), "rel_err": ("number", True), "tolerance": ("number", True),
+    "error": ("str", True), "detail": ("dict", False),
+}
+REQUIRED = ("case", "batch", "implementation", "family", "status", "gpu", "run_id", "commit",
+            "timestamp")
 
 
 def finite(x: float | None) -> float | None:
@@ -125,12 +196,19 @@ def sha256_text(text: str) -> str:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Binary twin of ``atomic_write_text`` (same temp-file-and-rename scheme)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        tmp.write_bytes(data)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        try:  # keep the mode of the file it replaces (mkstemp creates 0600)
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+        except FileNotFoundError:
+            os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -143,7 +221,8 @@ class Staging:
     Records are appended to ``records.jsonl.partial`` as they are measured: a crash leaves them
     nowhere a reader would trust them, but an explicit resume (``Staging.resume``) of the same
     run (same ``identity``: GPU, code, plan, settings) continues from them, keeping the run's id
-    and input seed. A fresh run sweeps away older staging directories of its GPU.
+    and input seed. A run only ever removes its own staging directory (when it publishes):
+    another run's, live or interrupted, is left alone (``interrupted`` lists them).
     """
 
     outputs = OUTPUTS  # the files ``publish`` moves in place, metadata last (fig11: its own)
@@ -157,11 +236,15 @@ class Staging:
         self.records: list[Record] = []
         if _existing:
             return
-        for old in Path(results_root).glob(f".staging-{gpu}-*"):
-            shutil.rmtree(old, ignore_errors=True)  # a previous interrupted run's
-        self.dir.mkdir(parents=True)
+        self.dir.mkdir(parents=True)  # exists already: another run's id; refuse, never share
         atomic_write_text(self.dir / RUN_FILE, json.dumps(
-            {"run_id": run_id, "seed": seed, "identity": identity}, sort_keys=True))
+            {"run_id": run_id, "seed": seed, "identity": identity,
+             "owner": {"pid": os.getpid(), "host": socket.gethostname()}}, sort_keys=True))
+
+    @staticmethod
+    def interrupted(results_root: Path, gpu: str) -> list[Path]:
+        """Staging directories of ``gpu`` left by interrupted runs (kept for ``--resume``)."""
+        return sorted(Path(results_root).glob(f".staging-{gpu}-*"))
 
     @classmethod
     def resume(cls, results_root: Path, gpu: str, identity: dict) -> Staging | None:
@@ -243,13 +326,18 @@ def load_run(directory: Path) -> tuple[dict, list[Record]]:
         raise ResultsError(f"{directory}: {what} (no {METADATA})")
     try:
         meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON or UTF-8
         raise ResultsError(f"{meta_path}: unreadable ({e})") from None
-    if not meta.get("complete"):
+    if not isinstance(meta, dict):
+        raise ResultsError(f"{meta_path}: not a JSON object")
+    if meta.get("complete") is not True:
         raise ResultsError(f"{meta_path}: run not marked complete")
+    for key in ("gpu", "run_id", "records_sha256"):
+        if not isinstance(meta.get(key), str) or not meta[key]:
+            raise ResultsError(f"{meta_path}: field {key} missing or not a string")
     try:
         text = rec_path.read_text()
-    except OSError as e:
+    except (OSError, ValueError) as e:
         raise ResultsError(f"{rec_path}: unreadable ({e})") from None
     if sha256_text(text) != meta.get("records_sha256"):
         raise ResultsError(f"{rec_path}: does not match the digest in {METADATA} "
@@ -260,6 +348,8 @@ def load_run(directory: Path) -> tuple[dict, list[Record]]:
             records.append(Record.from_json(line))
         except (ValueError, TypeError) as e:
             raise ResultsError(f"{rec_path}:{i}: {e}") from None
+    if not records:
+        raise ResultsError(f"{rec_path}: no records")
     for r in records:
         if r.run_id != meta.get("run_id") or r.gpu != meta.get("gpu"):
             raise ResultsError(f"{rec_path}: a record of run {r.run_id} on {r.gpu} in run "
