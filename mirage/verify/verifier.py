@@ -56,9 +56,11 @@ from mirage.semantics import ExprSemantics, FieldSemantics, FloatSemantics, eval
 RANDOM_ATOMS = ops_with(Prop.ATOM) | {"const"}  # opaque functions; numbers (degree <= 1)
 EQUIVALENT, NOT_EQUIVALENT, CANNOT_CERTIFY = "equivalent", "not equivalent", "cannot certify"
 # Field values are int64, two arrays per tensor (Z_p and Z_q), though the Z_q half ends at an
-# exp. The largest paper case (QKNorm, batch 16) is estimated at 319M elements and peaks at
-# 2.0 GiB; 5 * 2**26 (335M) admits it and keeps any verification near 2 GiB.
-MAX_ELEMENTS = 5 * 2**26
+# exp. ``allocation_elements`` over-counts (every tile of every block at once): a QKNorm b = 16
+# candidate estimated at 319M elements peaked at 2.0 GiB, and the saved QKNorm b = 16 files
+# hold candidates estimated at 361M. 2**30 (1.07G) admits every saved µGraph with room and keeps
+# a verification under ~7 GiB by the same ratio, while a file with absurd dims is refused.
+MAX_ELEMENTS = 2**30
 _DEGREE_CAP = 2**64  # degrees saturate here: far above q, so the verdict is the same
 
 
