@@ -29,7 +29,7 @@ from mirage.ir import (
     validate,
 )
 from mirage.ir.infer import Rule, exact_int, int_sequence
-from mirage.ir.target import TARGETS, Target, default_target
+from mirage.ir.target import Target, resolve_target
 from mirage.ops import ACCUMULATOR_KINDS
 
 float16, bfloat16, float32 = "fp16", "bf16", "fp32"
@@ -47,18 +47,6 @@ def _map(values, where: str = "imap") -> tuple | None:
 def _dim(value, where: str = "fmap") -> int | None:
     value = exact_int(value, where, Rule.BAD_MAP, allow_none=True)
     return None if value is None or value < 0 else value
-
-
-def _resolve_target(target) -> Target:
-    """``None``: ``default_target()`` now; a ``Target``; or a known target's name."""
-    if target is None:
-        return default_target()
-    if isinstance(target, Target):
-        return target
-    if isinstance(target, str) and target.lower() in TARGETS:
-        return TARGETS[target.lower()]
-    raise InputError(f"target: expected a Target or one of {', '.join(sorted(TARGETS))}, "
-                     f"got {target!r:.40}")
 
 
 def _positive_int(value, name: str) -> int:
@@ -214,7 +202,7 @@ class KNGraph(_OpMethods):
     """A kernel graph under construction."""
 
     def __init__(self, target: Target | str | None = None):
-        self.target = _resolve_target(target)
+        self.target = resolve_target(target)
         self._nodes: list[KernelNode] = []
         self._outputs: list[Ref] = []
 
@@ -289,7 +277,7 @@ class KNGraph(_OpMethods):
                                          + (1,) * (3 - len(grid_dims)), 1, "grid_dims")[0]
         if profile not in (None, True, False):
             raise InputError(f"profile: expected True, False or None, got {profile!r:.40}")
-        target = _resolve_target(target)
+        target = resolve_target(target)
         if profile and not _cuda_available():
             raise InputError("profile=True: no CUDA GPU is available to time candidates on; "
                              "profile=False returns the verified candidates ranked by the cost "

@@ -12,7 +12,7 @@ import functools
 from mirage.ir import infer
 from mirage.ir.graph import DTYPE_BYTES, BlockGraph, KernelGraph, KernelNode, Ref, TensorType
 from mirage.ir.infer import IRError, Rule
-from mirage.ir.target import Target, default_target
+from mirage.ir.target import Target, resolve_target
 from mirage.ops import Prop, get
 
 LOOP, POST = "loop", "post"
@@ -148,7 +148,7 @@ def _rederive(prior: tuple[KernelNode, ...], node: KernelNode) -> KernelNode:
 def check(graph: KernelGraph, target: Target | None = None) -> list[IRError]:
     """Every rule the graph breaks (empty when valid), for ``target`` (default:
     ``default_target()``, resolved at each call)."""
-    target = default_target() if target is None else target
+    target = resolve_target(target)
     errors: list[IRError] = []
     derived: list[KernelNode] = []
     for i, node in enumerate(graph.nodes):

@@ -36,7 +36,7 @@ from mirage.ir import infer
 from mirage.ir.check import check
 from mirage.ir.graph import BlockGraph, BlockNode, KernelGraph, KernelNode, Ref
 from mirage.ir.infer import IRError, Rule
-from mirage.ir.target import Target, default_target
+from mirage.ir.target import Target, resolve_target
 
 FORMAT = "mirage-mugraph"
 VERSION = 1
@@ -102,9 +102,7 @@ def graph_to_dict(g: KernelGraph) -> dict:
 
 
 def _target_name(target: Target | str | None) -> str:
-    if target is None:
-        return default_target().name
-    return target.name if isinstance(target, Target) else str(target)
+    return resolve_target(target).name
 
 
 def dumps(graphs, program: KernelGraph | None = None, meta: dict | None = None,
@@ -269,7 +267,7 @@ class _Reader:
 
 def loads(text: str, file: str = "<string>", target: Target | None = None) -> MugraphFile:
     """Parse and check a file's text for ``target`` (default ``default_target()``)."""
-    target = default_target() if target is None else target
+    target = resolve_target(target)
     r = _Reader(file)
     if not isinstance(text, str):
         r.fail("", f"expected text, got {infer._shown(text)}")
@@ -305,7 +303,7 @@ def graph_from_dict(d: dict, target: Target | None = None, file: str = "<dict>"
                     ) -> KernelGraph:
     """The inverse of ``graph_to_dict``: one graph (a checkpoint's, a benchmark row's), read and
     checked as ``loads`` reads and checks each graph of a file."""
-    target = default_target() if target is None else target
+    target = resolve_target(target)
     return _Reader(file).graph(d, "graph", target)
 
 

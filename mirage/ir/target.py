@@ -59,3 +59,19 @@ def _detected_target() -> Target | None:
         if key in name.upper():
             return target
     return None
+
+
+def resolve_target(target: Target | str | None) -> Target:
+    """What every entry point does with its ``target`` argument: ``None`` is
+    ``default_target()`` (resolved now, not at import), a ``Target`` is itself, a known name
+    (``"h100"``, any case) is its target; anything else is an ``InputError``."""
+    if target is None:
+        return default_target()
+    if isinstance(target, Target):
+        return target
+    if isinstance(target, str) and target.strip().lower() in TARGETS:
+        return TARGETS[target.strip().lower()]
+    from mirage.errors import InputError
+
+    raise InputError(f"target: expected a Target or one of {', '.join(sorted(TARGETS))}, "
+                     f"got {target!r:.40}")

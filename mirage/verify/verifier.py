@@ -48,7 +48,7 @@ import numpy as np
 from mirage.errors import InputError
 from mirage.ir import KernelGraph, Target, check
 from mirage.ir.infer import Rule
-from mirage.ir.target import default_target
+from mirage.ir.target import resolve_target
 from mirage.ops import Prop, Term, ops_with, var
 from mirage.ops.field import Field, NotLaxError, Q
 from mirage.semantics import ExprSemantics, FieldSemantics, FloatSemantics, evaluate
@@ -353,7 +353,7 @@ def verify(program: KernelGraph, candidate: KernelGraph,
     config = VerifyConfig() if config is None else config
     if not isinstance(config, VerifyConfig):
         raise InputError(f"verify: config must be a VerifyConfig, got {type(config).__name__}")
-    target = default_target() if target is None else target
+    target = resolve_target(target)
     refused = _refusal(program, candidate, config, target)
     if refused is not None:
         return refused

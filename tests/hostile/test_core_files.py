@@ -247,3 +247,31 @@ def test_saving_something_else_is_refused(tmp_path, graphs, program, where):
     with pytest.raises(InputError, match=re.escape(f"{where}: expected a KernelGraph")):
         save(tmp_path / "x.json", graphs, program)
     assert not (tmp_path / "x.json").exists()
+
+
+# --- targets by name ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["h100", "H100", "a100"])
+def test_every_entry_point_takes_a_target_by_name(name, tmp_path):
+    g = mi.new_kernel_graph()
+    x = g.new_input(dims=(4, 8), name="x")
+    g.mark_output(g.exp(x))
+    program = g.kernel_graph()
+    path = tmp_path / "p.json"
+    mi.save(path, [program], program=program, target=name)
+    doc = mi.load(path, target=name)
+    assert doc.target == name.lower() and mi.verify(program, doc.graphs[0], target=name)
+
+
+@pytest.mark.parametrize("bad", ["v100", "", 100, object()])
+def test_an_unknown_target_is_refused_by_name(bad, tmp_path):
+    g = mi.new_kernel_graph()
+    g.mark_output(g.exp(g.new_input(dims=(4, 8), name="x")))
+    program = g.kernel_graph()
+    path = tmp_path / "p.json"
+    mi.save(path, [program], program=program)
+    for call in (lambda: mi.load(path, target=bad), lambda: mi.verify(program, program,
+                                                                       target=bad)):
+        with pytest.raises(InputError, match="^target: expected a Target or one of a100, h100"):
+            call()
