@@ -76,3 +76,26 @@ def const(num: int, den: int) -> Term:
     ``mul(x, const(1, 8))``. Unlike the ``1/n`` of a mean, a constant the program writes is kept,
     so an op that applies it is not mistaken for a no-op by the search."""
     return Term(CONST, name=f"{num}/{den}")
+
+
+def post_order(roots) -> list[Term]:
+    """Every distinct subterm (by identity) of ``roots``, each after its arguments, without
+    recursion: terms may be deeper than Python's stack, and a doubling chain (``square`` of
+    ``square`` ...) shares its subterms, so a tree walk would visit 2**n leaves."""
+    seen: set[int] = set()
+    order: list[Term] = []
+    for root in roots:
+        stack = [root]
+        while stack:
+            t = stack[-1]
+            if id(t) in seen:
+                stack.pop()
+                continue
+            pending = [a for a in t.args if id(a) not in seen]
+            if pending:
+                stack.extend(pending)
+                continue
+            stack.pop()
+            seen.add(id(t))
+            order.append(t)
+    return order

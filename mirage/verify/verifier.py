@@ -49,11 +49,15 @@ from mirage.errors import InputError
 from mirage.ir import KernelGraph, Target, check
 from mirage.ir.infer import Rule
 from mirage.ir.target import resolve_target
-from mirage.ops import Prop, Term, ops_with, var
+from mirage.ops import Term, var
 from mirage.ops.field import Field, NotLaxError, Q
+from mirage.ops.registry import atom_heads
+from mirage.ops.terms import post_order
 from mirage.semantics import ExprSemantics, FieldSemantics, FloatSemantics, evaluate
 
-RANDOM_ATOMS = ops_with(Prop.ATOM) | {"const"}  # opaque functions; numbers (degree <= 1)
+# Term heads of degree one to the bound: the opaque functions (random functions, exp, a row max)
+# and numbers (degree 0 really; counting 1 only loosens the bound). Read from the op rows.
+RANDOM_ATOMS = atom_heads()
 EQUIVALENT, NOT_EQUIVALENT, CANNOT_CERTIFY = "equivalent", "not equivalent", "cannot certify"
 # Field values are int64, two arrays per tensor (Z_p and Z_q), though the Z_q half ends at an
 # exp. ``allocation_elements`` over-counts (every tile of every block at once): a QKNorm b = 16
@@ -137,13 +141,6 @@ class Verdict:
 # --- the bound ---------------------------------------------------------------------------------
 
 
-def _atom_heads() -> frozenset[str]:
-    """Term heads that are atoms (degree 1): ``exp`` and the random functions."""
-    heads = frozenset({"exp"}) | RANDOM_ATOMS | ops_with(Prop.RANDOM_FUNCTION)
-    atom = getattr(Prop, "ATOM", None)  # the registry's "opaque in expressions" property
-    return heads | (ops_with(atom) if atom is not None else frozenset())
-
-
 def _node_degree(t: Term, degrees: list[int], atoms: frozenset[str]) -> int:
     if t.head == "var" or t.head in atoms:
         return 1  # an input or an atom
@@ -163,24 +160,13 @@ def _analyse(terms: list[Term]) -> tuple[list[int], list[Term], dict[int, int]]:
 
     Iterative over the term DAG, once per distinct subterm: a term may be deeper than Python's
     stack, and a doubling chain (``square`` of ``square`` …) is a tree of 2**n leaves."""
-    atoms = _atom_heads()
+    atoms = RANDOM_ATOMS
     degree: dict[int, int] = {}
     exps: dict[int, Term] = {}
-    for root in terms:
-        stack = [root]
-        while stack:
-            t = stack[-1]
-            if id(t) in degree:
-                stack.pop()
-                continue
-            pending = [a for a in t.args if id(a) not in degree]
-            if pending:
-                stack.extend(pending)
-                continue
-            stack.pop()
-            degree[id(t)] = _node_degree(t, [degree[id(a)] for a in t.args], atoms)
-            if t.head == "exp":
-                exps[id(t)] = t
+    for t in post_order(terms):
+        degree[id(t)] = _node_degree(t, [degree[id(a)] for a in t.args], atoms)
+        if t.head == "exp":
+            exps[id(t)] = t
     return [degree[id(t)] for t in terms], list(exps.values()), degree
 
 
