@@ -516,15 +516,29 @@ _register(_scalar("div_scalar", "div", reverse=False))
 _register(_scalar("rsub_scalar", "sub", reverse=True))
 _register(_scalar("rdiv_scalar", "div", reverse=True))
 
+
+def mean_of(n: int, summed: Term) -> Term:
+    """The abstract expression of a mean of ``n`` terms whose sum is ``summed``: the sum divided
+    by the number ``n`` (a ``const`` atom, exact for every n, so a ``div_scalar`` by n computes
+    it too). A mean that enters a sum (``x - mean(x)``, ``mean(x^2) + eps``) is not a constant
+    factor away from the plain sum, so its 1/n is kept; only ``rms_norm`` without an eps, where
+    the 1/n is a constant factor of the whole result, drops it (as in the paper)."""
+    return app("div", summed, const(n, 1))
+
+
 def _reduction(name: str, mean: bool) -> OpRecord:
     """``reduce_sum`` / ``reduce_mean`` over one dim, kept as size 1; the mean divides by the
-    dim's length (a constant the abstract expression drops)."""
+    dim's length (``mean_of``)."""
     numpy_fn = np.mean if mean else np.sum
     torch_name = "mean" if mean else "sum"
 
     def ff_fn(f: ff.Field, x: ff.FFValue, attrs) -> ff.FFValue:
         total_ = f.reduce_sum(x, attrs["dim"])
         return f.scale(total_, 1, x.shape[attrs["dim"]]) if mean else total_
+
+    def expr_fn(a, attrs, shapes) -> Term:
+        n = shapes[0][attrs["dim"]]
+        return mean_of(n, total(n, a[0])) if mean else total(n, a[0])
 
     def emit(a, attrs, shapes) -> str:
         dim = attrs["dim"] % len(shapes[0])
@@ -540,7 +554,7 @@ def _reduction(name: str, mean: bool) -> OpRecord:
         shape=reduce_shape,
         float_fn=lambda x, attrs: numpy_fn(x, axis=attrs["dim"], keepdims=True),
         ff_fn=ff_fn,
-        expr_fn=lambda a, attrs, shapes: total(shapes[0][attrs["dim"]], a[0]),
+        expr_fn=expr_fn,
         emit=emit,
         flops=input_flops,
         torch_fn=lambda out, x, attrs: getattr(_torch(), torch_name)(
@@ -577,9 +591,9 @@ _register(
 
 
 def _rms_norm_expr(a, attrs, shapes) -> Term:
-    mean_sq = total(shapes[0][-1], app("mul", a[0], a[0]))  # the 1/n is dropped, as for a mean
-    if has_scalar(attrs):
-        mean_sq = app("add", mean_sq, const(*scalar_ratio(attrs)))
+    mean_sq = total(shapes[0][-1], app("mul", a[0], a[0]))
+    if has_scalar(attrs):  # the eps is added to the mean: its 1/n is kept (``mean_of``)
+        mean_sq = app("add", mean_of(shapes[0][-1], mean_sq), const(*scalar_ratio(attrs)))
     return app("div", a[0], app("sqrt", mean_sq))
 
 
@@ -731,14 +745,14 @@ _register(
     )
 )
 # mean(x^2) over the last dim: with ``add_scalar`` and ``sqrt`` after the loop, the RMS of a row
-# with an eps (the 1/n is dropped from the expression, as for a mean)
+# with an eps (the 1/n is kept in the expression, as for ``reduce_mean``: ``mean_of``)
 _register(
     _squares_last(
         "accum_ms_last",
         Finish(
             float_fn=lambda acc, n: acc / n,
             ff_fn=lambda f, acc, n: f.scale(acc, 1, n),
-            expr_fn=lambda t, n: t,
+            expr_fn=lambda t, n: mean_of(n, t),
             emit=lambda acc, n: f"({acc} / {n})",
         ),
     )

@@ -1,9 +1,11 @@
 """Abstract-expression terms: the vocabulary in which the op records state their meaning.
 
 A term describes *what* a tensor computes, not its values: ``sum(k, mul(x, y))`` for a matmul
-with contraction length ``k``. Constant factors the ops imply (the ``1/n`` of a mean) are not
-tracked, as in the paper; numbers the program writes (``x * 0.125``, an eps) are ``const``
-atoms. The subexpression check over these terms lives in ``mirage.expr``.
+with contraction length ``k``. Numbers the program writes (``x * 0.125``, an eps) are ``const``
+atoms, and so is the ``n`` of a mean (``div(sum(n, x), const(n, 1))``, ``registry.mean_of``), so
+a sum cannot pass for a mean; only ``rms_norm`` without an eps drops its ``1/n``, as in the
+paper (there it scales the whole result and cancels in the norm). The subexpression check over
+these terms lives in ``mirage.expr``.
 """
 
 from __future__ import annotations

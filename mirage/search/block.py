@@ -19,9 +19,10 @@ Whole searches are skipped where no body could be of use: a divisor's kernel who
 cannot compute a divisor, and a layout that splits a reduction when the targets cannot be
 computed from partial sums alone (``reach``, counted once).
 
-A body is *complete* when a post-loop tile equals a target output (one output, fused), or — under
-a layout that splits a reduced label across blocks — when its post-loop sinks are partial results
-a later kernel combines.
+A body is *complete* when a post-loop tile equals a target output (one output, fused) — for a
+program with several outputs, when its post-loop sinks are the targets, one each, written in the
+program's order — or, under a layout that splits a reduced label across blocks, when its post-loop
+sinks are partial results a later kernel combines.
 """
 
 from __future__ import annotations
@@ -201,8 +202,15 @@ class BlockSearch:
         goals = self.divisors if sources is not None else () if layout.split_label else targets
         post_ops = layout.split_label is None and layout.forloop_range > 1
         self.goals = [_goal(g, post_ops) for g in goals]
+        if len(self.goals) > 1 and sources is None and not layout.split_label:
+            # several program outputs, all written by this body: it makes every function
+            self.goals = [(frozenset().union(*(f for f, _ in self.goals)),
+                           any(last for _, last in self.goals))]
         self.root = _State(nodes, list(operand_terms), polys, labels, [LOOP] * len(nodes), (), 0,
                            frozenset().union(*map(_functions, polys)))
+        # outputs a complete body writes: partial results (at most two), one divisor, or one
+        # per program output (a program with several outputs is fused into one kernel)
+        self._outputs = 2 if layout.split_label else 1 if sources is not None else len(targets)
 
     def run(self, part: int = 0, parts: int = 1):
         """Yield every complete body (``BlockResult``).
@@ -357,7 +365,7 @@ class BlockSearch:
 
     def _children(self, state: _State):
         remaining = self.max_ops - state.ops - 1
-        outputs = 1 if self.layout.split_label is None else 2
+        outputs = self._outputs
         for stage, op, args, attrs in self._candidates(state, remaining, outputs):
             key = (stage == POST, op, args, _attrs_key(attrs))
             node = self._block_op(state.nodes, op, args, attrs)
@@ -458,7 +466,12 @@ class BlockSearch:
                     yield built
             return
         if self.layout.split_label is None:
-            if sinks == [last] and state.polys[last] in self.targets:
+            if len(self.targets) > 1:
+                order = self._in_target_order(state, sinks) if last in sinks else None
+                built = None if order is None else self._with_outputs(state, order)
+                if built is not None:
+                    yield built
+            elif sinks == [last] and state.polys[last] in self.targets:
                 built = self._with_outputs(state, [last])
                 if built is not None:
                     yield built
@@ -466,6 +479,20 @@ class BlockSearch:
             built = self._with_outputs(state, sinks)
             if built is not None:
                 yield built
+
+    def _in_target_order(self, state: _State, sinks: list[int]) -> list[int] | None:
+        """The sinks ordered as the program's outputs, when each sink is one target (several
+        outputs, written by one kernel); else None."""
+        if len(sinks) != len(self.targets):
+            return None
+        order, free = [], list(sinks)
+        for target in self.targets:
+            match = next((i for i in free if state.polys[i] == target), None)
+            if match is None:
+                return None
+            order.append(match)
+            free.remove(match)
+        return order
 
     def _varies_along_reduced(self, labels: tuple[DimLabel, ...]) -> bool:
         """Does a tile carry a label the program reduces? A divisor (the RMS of a row) is one
@@ -600,7 +627,18 @@ def _vocabulary(targets: list[Poly]) -> set[str]:
         for t in targets for a in atoms_of(t)
     ):
         vocab |= {"matmul", "reduce_sum", "accum_sum_last"}
+    if any(m.size > 1 and any(a.head == "const" for a in m.den) for m in _all_terms(targets)):
+        vocab.add("reduce_mean")  # a sum divided by a number: a mean (``mean_of``)
     return vocab
+
+
+def _all_terms(targets: list[Poly]):
+    """Every term of the targets and of the polynomials inside their atoms, at any depth."""
+    stack = list(targets)
+    while stack:
+        p = stack.pop()
+        yield from p.terms
+        stack.extend(a.arg for m in p.terms for a in (*m.num, *m.den) if a.arg is not None)
 
 
 @functools.lru_cache(maxsize=100_000)

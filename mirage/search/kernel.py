@@ -87,7 +87,14 @@ def layouts_for(problem: Problem, prefix: Prefix, allow_split: bool,
     reducible = frozenset(lab for lab in present if lab not in labels.output_labels) | (
         labels.reduced & present
     )
-    return enumerate_layouts(list(prefix.operands), labels.output_labels, labels.batch_labels,
+    batch = labels.batch_labels
+    if not labels.reduced:
+        # Elementwise only (numbers, opaque unary and broadcasts included): every output label
+        # is common to all tensors, but splitting each one block per index would give one
+        # element per block (too many blocks for all but tiny programs). Such labels are
+        # tiled like any output label, into rows and tiles; no contraction, so small tiles too.
+        batch, small_tiles = frozenset(), True
+    return enumerate_layouts(list(prefix.operands), labels.output_labels, batch,
                              reducible, problem.target, allow_split=allow_split,
                              whole=labels.reduced & labels.output_labels,
                              small_tiles=small_tiles)
