@@ -66,8 +66,9 @@ test-gpu: $(STAMP)  ## the GPU test tier (needs CUDA)
 bench-kernels: $(STAMP)  ## the six reference uGraphs vs eager and the memory floor (needs CUDA)
 	$(VPY) scripts/bench_kernels.py $(BENCH_ARGS)
 
-check-saved: $(STAMP)  ## validate and verify every file in saved_mugraphs/
-	$(VPY) -m mirage check saved_mugraphs/*.json
+check-saved: $(STAMP)  ## validate and verify every file in saved_mugraphs/ (a100/ under the A100)
+	$(VPY) -m mirage check --target h100 saved_mugraphs/*.json
+	$(VPY) -m mirage check --target a100 saved_mugraphs/a100/*.json
 
 # Table 5 (scripts/table5.py): RMSNorm b=1 search time by max block ops, 1 and 8 workers, and
 # with pruning off (capped); TABLE5_ARGS passes more options (e.g. --ops 5-8 --cap 120).
@@ -75,17 +76,20 @@ check-saved: $(STAMP)  ## validate and verify every file in saved_mugraphs/
 table5: $(STAMP)  ## Table 5: RMSNorm search time vs max block ops (CPU; results/table5/)
 	$(VPY) -m scripts.table5 $(TABLE5_ARGS)
 
-search-saved: $(STAMP)  ## regenerate saved_mugraphs/ by search (FROM_SCRATCH; ~3 min on 8 cores)
+search-saved: $(STAMP)  ## regenerate saved_mugraphs/ by search (SEARCH_ARGS="--target a100": saved_mugraphs/a100/)
 	$(VPY) -m scripts.search_saved $(SEARCH_ARGS)
 
 # Figure 7 and the Hopper runs (scripts/fig7.py); GPU= names the card (checked against NVML),
 # FORCE_GPU=1 files results under GPU= anyway and records the override, RESUME=1 continues an
-# interrupted run, FIG7_ARGS passes more options (python -m scripts.fig7 --help).
+# interrupted run, FIG7_ARGS passes more options (python -m scripts.fig7 --help). Each card uses
+# its own µGraph set (saved_mugraphs/a100/ on an A100, saved_mugraphs/ on an H100/H200);
+# REHEARSE=1 with GPU=a100 on another card rehearses the A100 run there (A100 limits and
+# µGraphs, results/a100-rehearsal/, never judged against bands).
 .PHONY: fig7 hopper verify
 FIG7_FLAGS = $(if $(FORCE_GPU),--force-gpu) $(if $(RESUME),--resume) $(FIG7_ARGS)
 
-fig7: $(STAMP)  ## Figure 7 on this GPU, b in {1, 8}: make fig7 GPU=a100 [FORCE_GPU=1]
-	@$(VPY) -m scripts.fig7 $(if $(GPU),--gpu $(call gpuq,$(GPU))) --batches 1,8 $(FIG7_FLAGS)
+fig7: $(STAMP)  ## Figure 7 on this GPU, b in {1, 8}: make fig7 GPU=a100 [FORCE_GPU=1|REHEARSE=1]
+	@$(VPY) -m scripts.fig7 $(if $(REHEARSE),--rehearse $(call gpuq,$(or $(GPU),a100)),$(if $(GPU),--gpu $(call gpuq,$(GPU)))) --batches 1,8 $(FIG7_FLAGS)
 
 hopper: $(STAMP)  ## Figure 7 on an H100, b in {1, 8, 16} (GPU=h200 on an H200)
 	@$(VPY) -m scripts.fig7 --gpu $(call gpuq,$(or $(GPU),h100)) --batches 1,8,16 $(FIG7_FLAGS)

@@ -101,9 +101,9 @@ def run_search(args, argv) -> int:
     new = len(result.searched)
     if old is not None and new < old:
         beside = out.with_name(f"{out.stem}.new.json")
-        save(beside, result.candidates, program=prog, meta=meta)
+        save(beside, result.candidates, program=prog, meta=meta, target=config.target)
         print(f"error: --out {out} kept: it holds {old} verified candidates, the new result "
               f"{new}; the new result is at {beside} (--force replaces)", file=sys.stderr)
         return EXIT_KEPT_OLD
-    save(out, result.candidates, program=prog, meta=meta)
+    save(out, result.candidates, program=prog, meta=meta, target=config.target)
     return 0 if result.searched else 1

@@ -9,6 +9,13 @@ settings), keeping what it had measured. One run at a time per results/<gpu>/ (a
 beside it names the holder). Bad input ends in one ``error:`` line. Exit status: 0 done, 2 bad
 input or GPU mismatch, 3 no GPU, 4 cannot time, 5 another run holds results/<gpu>/, 130
 interrupted.
+
+The µGraph set is the card's own (``saved_dir_for``: ``saved_mugraphs/a100/`` on an A100, the
+flat ``saved_mugraphs/`` on an H100/H200), loaded under the card's target; ``--saved`` wins.
+``--rehearse a100`` runs the A100 path on the GPU present (an H100): the A100 target and the
+A100 set, results filed under ``results/a100-rehearsal/`` (never ``results/a100/``), metadata
+``"rehearsal": {"as": "a100", "on": <GPU name>}``, and the table marked as a rehearsal;
+``make verify`` checks its records and correctness but judges it against no bands.
 """
 
 from __future__ import annotations
@@ -24,8 +31,23 @@ from baselines import compiled
 from scripts.harness import cli, metadata
 from scripts.harness.cases import ATTENTION, BATCHES_A100, CASES, COMMON
 from scripts.harness.lock import LockHeld, RunLock
+from scripts.harness.mirage_side import SAVED_ROOT, saved_dir_for, target_for
 
 PROG = "fig7"
+REHEARSABLE = ("a100",)  # cards with a target and a µGraph set of their own
+
+
+def rehearsal_dir(card: str) -> str:
+    """The results folder of a rehearsal of ``card`` (never ``card``'s own)."""
+    return f"{card}-rehearsal"
+
+
+def rehearsal_banner(rehearsal: dict | None) -> str | None:
+    """The line every output of a rehearsal carries, or None for a real run."""
+    if not isinstance(rehearsal, dict):
+        return None
+    return (f"REHEARSAL ({str(rehearsal.get('as')).upper()} limits and µGraphs on "
+            f"{rehearsal.get('on')})")
 
 
 def parse_args(argv):
@@ -55,8 +77,13 @@ def parse_args(argv):
                    help="input seed (default: fresh; a resumed run keeps its own)")
     p.add_argument("--device", default="cuda",
                    help="torch device (cpu only makes sense for tests with a fake timer)")
+    p.add_argument("--rehearse", default=None, choices=REHEARSABLE,
+                   help="rehearse this card's run on the GPU present: its target and µGraph "
+                        "set, results in results/<card>-rehearsal/ (never judged by bands)")
     p.add_argument("--results", type=Path, default=Path("results"))
-    p.add_argument("--saved", type=Path, default=Path("saved_mugraphs"))
+    p.add_argument("--saved", type=Path, default=None,
+                   help="folder of the saved µGraphs (default: saved_mugraphs/<gpu>/ where it "
+                        "exists, else saved_mugraphs/)")
     p.add_argument("--cache", type=Path, default=Path(".cache"))
     args = p.parse_args(argv)
     # Every value that names a card, a case or a batch size is checked before anything runs.
@@ -97,9 +124,27 @@ def main(argv=None, *, detect=metadata.detect_gpu, timer_loader=load_timer, nvml
         except metadata.NoGpu as e:
             return _fail(3, f"no CUDA GPU visible ({e}); this target needs one")
         gpu, override = metadata.resolve_gpu(args.gpu, info, args.force_gpu)
+        rehearsal, card = None, gpu
+        if args.rehearse:
+            if override:
+                raise cli.UsageError("--rehearse runs on the GPU present and records it; it "
+                                     "does not mix with --force-gpu")
+            if args.rehearse == gpu:
+                raise cli.UsageError(f"this machine's GPU is an {gpu.upper()} ({info.name}): "
+                                     f"run the real thing (make fig7 GPU={gpu}), not a "
+                                     "rehearsal")
+            card = args.rehearse
+            rehearsal = {"as": card, "on": info.name}
+            gpu = rehearsal_dir(card)
+        saved = args.saved if args.saved is not None else saved_dir_for(card, SAVED_ROOT)
+        if rehearsal and args.saved is None and saved == SAVED_ROOT:
+            raise cli.UsageError(f"no {card.upper()} µGraph set in {SAVED_ROOT}/{card}/ to "
+                                 f"rehearse with (make search-saved SEARCH_ARGS=\"--target "
+                                 f"{card}\")")
         command = [f"python -m scripts.{PROG}", *(sys.argv[1:] if argv is None else argv)]
         with RunLock.for_dir(args.results / gpu, command):
-            return _measure(args, info, gpu, override, timer_loader, nvml, compile_graph)
+            return _measure(args, info, gpu, override, timer_loader, nvml, compile_graph,
+                            target=target_for(card).name, saved=saved, rehearsal=rehearsal)
     except (cli.UsageError, metadata.GpuMismatch) as e:
         return cli.fail(PROG, e)
     except LockHeld as e:
@@ -109,8 +154,10 @@ def main(argv=None, *, detect=metadata.detect_gpu, timer_loader=load_timer, nvml
                           "published; RESUME=1 (--resume) continues what was measured")
 
 
-def _measure(args, info, gpu: str, override, timer_loader, nvml, compile_graph) -> int:
-    """The run itself, under the lock of results/<gpu>/."""
+def _measure(args, info, gpu: str, override, timer_loader, nvml, compile_graph, *,
+             target: str, saved: Path, rehearsal: dict | None = None) -> int:
+    """The run itself, under the lock of results/<gpu>/ (``gpu``: the folder's name,
+    ``<card>-rehearsal`` for a rehearsal)."""
     cases = tuple(CASES[n] for n in CASES if args.cases is None or n in args.cases)
     batches = args.batches
     baselines = None if args.baselines is None else frozenset(args.baselines)
@@ -127,13 +174,14 @@ def _measure(args, info, gpu: str, override, timer_loader, nvml, compile_graph) 
 
     compiled.mode = args.compile_mode
     static = metadata.static_info(info, nvml)
-    plan = Plan(cases, batches, baselines, not args.no_mirage, args.saved, args.cache)
+    plan = Plan(cases, batches, baselines, not args.no_mirage, saved, args.cache, target)
     settings = Settings(seed=0, device=args.device, samples=args.samples, warm=args.warm,
                         l2_bytes=info.l2_bytes, max_sets=args.calls_per_graph)
     plan_meta = {"cases": [c.name for c in cases], "batches": list(batches),
                  "baselines": sorted(baselines) if baselines else "all applicable",
                  "mirage": plan.mirage, "calls_per_graph": args.calls_per_graph,
-                 "compile_mode": args.compile_mode}
+                 "compile_mode": args.compile_mode, "target": target, "saved": str(saved),
+                 "rehearsal": rehearsal}
     # Everything the measurements depend on: only a run with the same identity is resumed.
     identity = {"gpu": gpu, "gpu_uuid": info.uuid, "method": method, "plan": plan_meta,
                 "code": static["code"]["fingerprint"],
@@ -158,6 +206,7 @@ def _measure(args, info, gpu: str, override, timer_loader, nvml, compile_graph) 
             "gpu_info": static["gpu"], "software": static["software"], "host": static["host"],
             "code": static["code"], "commit": static["code"]["commit"], "gpu_override": override,
             "settings": dataclasses.asdict(settings), "plan": plan_meta,
+            "rehearsal": rehearsal, "target": target, "saved_dir": str(saved),
             "resumed": {"records_kept": len(staging.records)} if staging.records else None,
             "nvml_before": metadata.snapshot(info, nvml)}
 
@@ -166,7 +215,11 @@ def _measure(args, info, gpu: str, override, timer_loader, nvml, compile_graph) 
 
     ctx = Context(gpu, run_id, meta["commit"], settings, timer, staging.add, log,
                   gpu_key=info.uuid or info.slug)
-    log(f"{PROG}: {plan.size()} measurements on {info.name}, results/{gpu}, run {run_id}")
+    banner = rehearsal_banner(rehearsal)
+    if banner:
+        log(f"{PROG}: {banner}")
+    log(f"{PROG}: {plan.size()} measurements on {info.name}, results/{gpu}, run {run_id}, "
+        f"µGraphs from {saved}/ under the {target} target")
     try:
         run(ctx, plan, compile_graph, skip=frozenset(staging.done()))
     except KeyboardInterrupt:
@@ -188,10 +241,11 @@ def publish(staging, meta: dict, gpu_name: str, log) -> Path:
 
     full = {**meta, "gpu": staging.gpu, "run_id": staging.run_id}
     records = staging.records
+    banner = rehearsal_banner(meta.get("rehearsal"))
+    title = f"Mirage vs best baseline on {gpu_name} (run {staging.run_id})"
     derived = {
-        "table.txt": lambda: report.table(full, records),
-        "fig7.png": lambda: plot.render(records, f"Mirage vs best baseline on {gpu_name} "
-                                                 f"(run {staging.run_id})"),
+        "table.txt": lambda: (f"{banner}\n\n" if banner else "") + report.table(full, records),
+        "fig7.png": lambda: plot.render(records, f"{banner}: {title}" if banner else title),
         "proposed_bands.json": lambda: json.dumps(
             checker.propose_bands(full, speedups(records)), indent=1) + "\n",
     }

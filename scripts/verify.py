@@ -7,10 +7,17 @@ claim, verdict; Figure 11 adds the issue's target) and exit 1 if any band is mis
 case is missing, or Mirage was wrong. ``--adopt --gpu h100`` writes the runs' speedups into
 expected/reference_bands.json (Figure 7) and expected/fig11_bands.json (Figure 11) as that GPU's
 reference bands (with provenance).
+
+A rehearsal (``python -m scripts.fig7 --rehearse a100``: results/a100-rehearsal/, metadata
+``rehearsal``) is not judged against bands (none exist for it; the card it ran on is not the one
+it rehearses): verify checks its records like any run's, that its marker names the folder and
+the card it ran on, and that every Mirage row is correct (status ok), and lists it as
+"rehearsal: not judged against bands".
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -18,7 +25,7 @@ from mirage.ir.serialize import atomic_write_text
 from scripts.harness import checker, cli, endtoend_report, sanity
 from scripts.harness.analysis import speedups
 from scripts.harness.lock import LockHeld, RunLock
-from scripts.harness.metadata import MEASURED_CODE, code_fingerprint
+from scripts.harness.metadata import MEASURED_CODE, code_fingerprint, gpu_slug
 from scripts.harness.records import METADATA, RECORDS, ResultsError, load_run
 
 PROG = "verify"
@@ -78,6 +85,57 @@ def stale_reason(meta: dict, root: Path = Path(".")) -> str | None:
     return None
 
 
+REHEARSAL_SUFFIX = "-rehearsal"
+
+
+def rehearsal_problems(directory: Path, meta: dict) -> list[str]:
+    """What makes a rehearsal run's marker inconsistent (empty: consistent)."""
+    r = _dict(meta.get("rehearsal"))
+    card, on = r.get("as"), r.get("on")
+    out = []
+    if not isinstance(card, str) or meta.get("gpu") != f"{card}{REHEARSAL_SUFFIX}":
+        out.append(f"metadata.json: field rehearsal.as: {card!r} does not name the folder "
+                   f"{meta.get('gpu')!r}")
+    name = _dict(meta.get("gpu_info")).get("name")
+    if not isinstance(on, str) or on != name:
+        out.append(f"metadata.json: field rehearsal.on: {on!r} but gpu_info.name is {name!r}")
+    elif isinstance(card, str) and gpu_slug(on) == card:
+        out.append(f"metadata.json: a rehearsal of {card} on an {card} card")
+    if meta.get("gpu_override"):
+        out.append("metadata.json: a rehearsal with a GPU override")
+    proposed = directory / "proposed_bands.json"
+    if proposed.exists():
+        try:
+            gpus = {b.get("gpu") for b in json.loads(proposed.read_text())}
+        except (OSError, ValueError, AttributeError, TypeError) as e:
+            out.append(f"proposed_bands.json: unreadable ({type(e).__name__})")
+        else:
+            if gpus - {meta.get("gpu")}:
+                out.append(f"proposed_bands.json: bands for {sorted(map(str, gpus))}, not only "
+                           f"{meta.get('gpu')!r}")
+    return out
+
+
+def check_rehearsal(directory: Path, meta: dict, records) -> bool:
+    """Print a rehearsal's verdict (never against bands); True if it failed."""
+    print(f"  REHEARSAL ({str(_dict(meta.get('rehearsal')).get('as')).upper()} limits and "
+          f"µGraphs on {_dict(meta.get('rehearsal')).get('on')})")
+    rows = [r for r in records if r.implementation == "mirage"]
+    bad = [r for r in rows if r.status != "ok"]
+    for r in rows:
+        print(f"  {r.case:<9} b={r.batch:<3} mirage: {r.status}"
+              + (f" ({r.median_us:.2f} us)" if r.median_us is not None else "")
+              + (f": {r.error}" if r.error else ""))
+    print(f"  rehearsal: not judged against bands; {len(rows) - len(bad)} of {len(rows)} "
+          f"Mirage rows correct")
+    if bad:
+        print(f"{PROG}: {directory}: rehearsal FAILED: {len(bad)} Mirage row(s) not ok: "
+              + ", ".join(f"{r.case} b={r.batch} {r.status}" for r in bad), file=sys.stderr)
+    if not rows:
+        print(f"{PROG}: {directory}: rehearsal FAILED: no Mirage row", file=sys.stderr)
+    return bool(bad) or not rows
+
+
 def main(argv=None) -> int:
     """The verdict: 0 every check held, 1 a check failed or a run cannot be trusted, 2 bad
     input (one ``error:`` line), 130 interrupted."""
@@ -124,7 +182,20 @@ def _main(argv) -> int:
             if meta["gpu"] != directory.name:
                 raise ResultsError(f"{directory}: holds a run of {meta['gpu']!r} (field gpu of "
                                    f"{METADATA})")
-            sanity.check_run(directory, meta, records, FIG11 if figure == FIG11 else "fig7")
+            rehearsal = meta.get("rehearsal") is not None or directory.name.endswith(
+                REHEARSAL_SUFFIX)
+            if rehearsal:
+                problems = rehearsal_problems(directory, meta)
+                if problems:
+                    raise ResultsError(f"{directory}: " + "; ".join(problems))
+                # Filed under <card>-rehearsal by design, not by override: the sanity checks
+                # compare the folder with the card's name, so they see the card it ran on.
+                sanity.check_run(directory, {**meta, "gpu_override": {
+                    "requested": meta["gpu"], "rehearsal": meta["rehearsal"]}}, records,
+                    FIG11 if figure == FIG11 else "fig7")
+            else:
+                sanity.check_run(directory, meta, records,
+                                 FIG11 if figure == FIG11 else "fig7")
         except ResultsError as e:
             print(f"{PROG}: cannot trust {e}; rerun the measurement", file=sys.stderr)
             failed = True
@@ -147,6 +218,9 @@ def _main(argv) -> int:
             continue
         if stale:
             print(f"  STALE (checked anyway): {stale}")
+        if rehearsal:
+            failed |= check_rehearsal(directory, meta, records)
+            continue
         measured = (endtoend_report.speedups(records) if figure == FIG11
                     else speedups(records))
         if args.adopt:

@@ -22,7 +22,8 @@ from scripts.harness.measure import Context, measure, rotation_sets
 
 @dataclass(frozen=True)
 class Plan:
-    """What a run measures. ``baselines`` None: every baseline that applies to a case."""
+    """What a run measures. ``baselines`` None: every baseline that applies to a case.
+    ``target``: the card whose limits the saved µGraphs are loaded under (a100, h100)."""
 
     cases: tuple[Case, ...]
     batches: tuple[int, ...]
@@ -30,6 +31,7 @@ class Plan:
     mirage: bool = True
     saved_dir: Path = Path("saved_mugraphs")
     cache_root: Path = Path(".cache")
+    target: str = "h100"
 
     def implementations(self, case: Case) -> list[str]:
         names = [n for n in case.baselines if self.baselines is None or n in self.baselines]
@@ -63,7 +65,8 @@ def run(ctx: Context, plan: Plan, compile_graph: Callable | None = None,
                     def build(case=case, b=b, sets=sets):
                         return mirage_side.prepare(ctx, case, b, sets, saved_dir=plan.saved_dir,
                                                    cache_root=plan.cache_root,
-                                                   compile_graph=compile_graph)
+                                                   compile_graph=compile_graph,
+                                                   target=plan.target)
                     family, note = MIRAGE, ""
                 else:
                     row = rows[name]
