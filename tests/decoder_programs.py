@@ -39,12 +39,14 @@ def gemma_rmsnorm_offset(b, h):
     return g.kernel_graph()
 
 
-def fused_add_rmsnorm(b, h):
+def fused_add_rmsnorm(b, h, norm_first=False):
+    """Two outputs: the residual sum and its norm (``norm_first``: the norm is output 0)."""
     g = mi.new_kernel_graph()
     x, residual = g.new_input((b, h), name="x"), g.new_input((b, h), name="residual")
     s = g.add(x, residual)
-    g.mark_output(s)
-    g.mark_output(g.rms_norm(s, eps=1e-5))
+    y = g.rms_norm(s, eps=1e-5)
+    for out in ((y, s) if norm_first else (s, y)):
+        g.mark_output(out)
     return g.kernel_graph()
 
 
@@ -102,11 +104,11 @@ def gate_up(b, h, f):
     return g.kernel_graph()
 
 
-def layernorm(b, h):
+def layernorm(b, h, eps=1e-5):
     g = mi.new_kernel_graph()
     x = g.new_input((b, h), name="x")
     c = g.sub(x, g.reduce_mean(x, -1))
-    g.mark_output(g.div(c, g.sqrt(g.add(g.reduce_mean(g.square(c), -1), 1e-5))))
+    g.mark_output(g.div(c, g.sqrt(g.add(g.reduce_mean(g.square(c), -1), eps))))
     return g.kernel_graph()
 
 
@@ -124,9 +126,9 @@ def gelu_exact_head(b, h, v):
     return g.kernel_graph()
 
 
-def softcap(b, v, cap):
+def softcap(shape, cap=30.0):
     g = mi.new_kernel_graph()
-    x = g.new_input((b, v), name="logits")
+    x = g.new_input(shape, name="logits")
     g.mark_output(g.mul(g.tanh(g.div(x, cap)), cap))
     return g.kernel_graph()
 
@@ -182,7 +184,7 @@ PROGRAMS = {p.name: p for p in (
     DecoderProgram("gelu_exact_head", "exact GELU before a vocabulary projection",
                    gelu_exact_head, dict(b=16, h=768, v=50257), dict(b=4, h=128, v=1000)),
     DecoderProgram("softcap", "Gemma-2 logit soft-capping, tanh(x / 30) * 30", softcap,
-                   dict(b=16, v=256000, cap=30.0), dict(b=8, v=512, cap=30.0)),
+                   dict(shape=(16, 256000), cap=30.0), dict(shape=(8, 512), cap=30.0)),
     DecoderProgram("lora", "LoRA with alpha / r = 32 / 16", lora,
                    dict(b=16, h=4096, r=16, n=4096, alpha=32.0),
                    dict(b=8, h=256, r=16, n=256, alpha=32.0)),

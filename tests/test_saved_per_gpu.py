@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from expected_fixture import unmeasured_expected
+from test_harness_measure import fake_timer
 
 from mirage.api import new_kernel_graph
 from mirage.cli import main as mirage_main
@@ -154,19 +154,6 @@ def test_candidates_that_do_not_fit_the_target_are_skipped_and_reported(tmp_path
 
 # --- the A100 rehearsal on another card (faked) -------------------------------------------------
 
-@dataclasses.dataclass
-class FakeTiming:
-    method: str
-    median_us: float
-    p10_us: float
-    p90_us: float
-    samples_us: tuple
-    calls_per_sample: int
-
-
-def fake_timer(fn, input_sets, samples):
-    us = getattr(fn, "fake_us", 10.0)
-    return FakeTiming("fake", us, 0.9 * us, 1.1 * us, (us,) * samples, 128)
 
 
 def walker_compiler(graph):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from decoder_programs import fused_add_rmsnorm, layernorm, qkv_projection, softcap
 
 import mirage as mi
 from mirage.expr import is_subexpression, normalize
@@ -24,21 +25,6 @@ from mirage.verify import abstract_outputs, verify
 
 CONFIG = SearchConfig(max_kernel_ops=3, max_block_ops=4, num_workers=1, keep=2,
                       time_budget_s=120)
-
-
-def softcap(shape, cap=30.0):
-    g = mi.new_kernel_graph()
-    x = g.new_input(shape, name="logits")
-    g.mark_output(g.mul(g.tanh(g.div(x, cap)), cap))
-    return g.kernel_graph()
-
-
-def layernorm(b, h, eps=1e-5):
-    g = mi.new_kernel_graph()
-    x = g.new_input((b, h), name="x")
-    c = g.sub(x, g.reduce_mean(x, -1))
-    g.mark_output(g.div(c, g.sqrt(g.add(g.reduce_mean(g.square(c), -1), eps))))
-    return g.kernel_graph()
 
 
 def _fused_and_verified(prog: KernelGraph) -> KernelGraph:
@@ -130,24 +116,6 @@ def test_a_sum_for_the_mean_is_pruned_and_refused_by_the_verifier():
     assert verify(prog, right)
     verdict = verify(prog, wrong)
     assert not verdict and verdict.status != "equivalent"
-
-
-def fused_add_rmsnorm(b, h, norm_first=False):
-    g = mi.new_kernel_graph()
-    x, residual = g.new_input((b, h), name="x"), g.new_input((b, h), name="residual")
-    s = g.add(x, residual)
-    y = g.rms_norm(s, eps=1e-5)
-    for out in ((y, s) if norm_first else (s, y)):
-        g.mark_output(out)
-    return g.kernel_graph()
-
-
-def qkv_projection(b, h, nq, nkv):
-    g = mi.new_kernel_graph()
-    x = g.new_input((b, h), name="x")
-    for name, n in (("wq", nq), ("wk", nkv), ("wv", nkv)):
-        g.mark_output(g.matmul(x, g.new_input((h, n), name=name)))
-    return g.kernel_graph()
 
 
 @pytest.mark.parametrize("b,h,norm_first", [(8, 256, False), (4, 320, False), (8, 256, True)])

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from mirage.errors import InputError
 from mirage.ops import Term
-from mirage.ops.terms import hash_once, state_without_hash
+from mirage.ops.terms import hash_once, post_order, state_without_hash
 
 RULES = {
     "add-ac": "x + y = y + x, (x + y) + z = x + (y + z)",
@@ -226,28 +226,21 @@ def _structural_ids(t: Term) -> list[tuple[Term, int]]:
     """``(term, structural id)`` of ``t`` and of each subterm without an id yet, operands
     first; a walk with no recursion, over the new part of ``t`` only."""
     token = _TOKEN[0]
+
+    def kept(u: Term) -> int | None:  # an id this process's cache still holds the form of
+        cached = u.__dict__.get("_sid")
+        if cached is not None and cached[0] is token and cached[1] in _CACHE:
+            return cached[1]
+        return None
+
     sid: dict[int, int] = {}
     order: list[tuple[Term, int]] = []
-    stack = [t]
-    while stack:
-        u = stack[-1]
-        if id(u) in sid:
-            stack.pop()
-            continue
-        kept = u.__dict__.get("_sid")
-        if kept is not None and kept[0] is token and kept[1] in _CACHE:
-            sid[id(u)] = kept[1]
-            order.append((u, kept[1]))
-            stack.pop()
-            continue
-        pending = [a for a in u.args if id(a) not in sid]
-        if pending:
-            stack.extend(pending)
-            continue
-        stack.pop()
-        key = (u.head, u.size, u.name, tuple(sid[id(a)] for a in u.args))
-        n = _SIDS.setdefault(key, len(_SIDS))
-        object.__setattr__(u, "_sid", (token, n))  # not a field: equality ignores it
+    for u in post_order([t], is_leaf=lambda u: kept(u) is not None):
+        n = kept(u)
+        if n is None:
+            key = (u.head, u.size, u.name, tuple(sid[id(a)] for a in u.args))
+            n = _SIDS.setdefault(key, len(_SIDS))
+            object.__setattr__(u, "_sid", (token, n))  # not a field: equality ignores it
         sid[id(u)] = n
         order.append((u, n))
     return order

@@ -172,10 +172,6 @@ def _sigmoid(x):
     return np.exp(-np.logaddexp(0.0, -x))  # 1 / (1 + e^-x) without overflow
 
 
-def _rms(x, axis=-1):
-    return np.sqrt(np.mean(x * x, axis=axis, keepdims=True))
-
-
 def _transpose(x, attrs):
     return np.swapaxes(x, attrs["dim0"], attrs["dim1"])
 
@@ -608,13 +604,16 @@ def _rms_norm_float(x, attrs):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
 
 
-_register(
-    OpRecord(
-        name="rms_norm_eps",  # x / sqrt(mean(x^2, -1) + eps); ``rms_norm`` is eps = 0
+def _rms_norm_record(name: str, eps: bool) -> OpRecord:
+    """``rms_norm`` (no eps: the paper's op) or ``rms_norm_eps`` (the eps as ``SCALAR_ATTRS``):
+    one set of meanings, each adding the eps only where the attributes carry one."""
+    return OpRecord(
+        name=name,
         levels=KB,
         arity=1,
-        props=frozenset({Prop.REDUCTION, Prop.RANDOM_FUNCTION, Prop.NORM, Prop.SCALAR}),
-        attrs=SCALAR_ATTRS,
+        props=frozenset({Prop.REDUCTION, Prop.RANDOM_FUNCTION, Prop.NORM}
+                        | ({Prop.SCALAR} if eps else set())),
+        attrs=SCALAR_ATTRS if eps else (),
         shape=same_shape,
         float_fn=_rms_norm_float,
         ff_fn=_ff_rms_norm,
@@ -623,29 +622,11 @@ _register(
         flops=lambda shapes, out: 3 * _numel(out),
         torch_fn=_torch_rms_norm,
     )
-)
 
-_register(
-    OpRecord(
-        name="rms_norm",
-        levels=KB,
-        arity=1,
-        props=frozenset({Prop.REDUCTION, Prop.RANDOM_FUNCTION, Prop.NORM}),
-        attrs=(),
-        shape=same_shape,
-        float_fn=lambda x, attrs: x / _rms(x),
-        ff_fn=_ff_rms_norm,
-        expr_fn=lambda a, attrs, shapes: app(
-            "div", a[0], app("sqrt", total(shapes[0][-1], app("mul", a[0], a[0])))
-        ),
-        emit=lambda a, attrs, shapes: (
-            f"({a[0]} / tl.sqrt(tl.sum({a[0]} * {a[0]}, axis={len(shapes[0]) - 1}, "
-            f"keep_dims=True) / {shapes[0][-1]}))"
-        ),
-        flops=lambda shapes, out: 3 * _numel(out),
-        torch_fn=_torch_rms_norm,
-    )
-)
+
+# x / sqrt(mean(x^2, -1) + eps); ``rms_norm`` is eps = 0
+_register(_rms_norm_record("rms_norm_eps", eps=True))
+_register(_rms_norm_record("rms_norm", eps=False))
 
 _register(
     OpRecord(

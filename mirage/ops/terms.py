@@ -80,10 +80,11 @@ def const(num: int, den: int) -> Term:
     return Term(CONST, name=f"{num}/{den}")
 
 
-def post_order(roots) -> list[Term]:
+def post_order(roots, is_leaf=None) -> list[Term]:
     """Every distinct subterm (by identity) of ``roots``, each after its arguments, without
     recursion: terms may be deeper than Python's stack, and a doubling chain (``square`` of
-    ``square`` ...) shares its subterms, so a tree walk would visit 2**n leaves."""
+    ``square`` ...) shares its subterms, so a tree walk would visit 2**n leaves. A term for which
+    ``is_leaf`` is true is listed without its arguments (a caller that already knows it)."""
     seen: set[int] = set()
     order: list[Term] = []
     for root in roots:
@@ -93,7 +94,8 @@ def post_order(roots) -> list[Term]:
             if id(t) in seen:
                 stack.pop()
                 continue
-            pending = [a for a in t.args if id(a) not in seen]
+            pending = [] if is_leaf is not None and is_leaf(t) else [
+                a for a in t.args if id(a) not in seen]
             if pending:
                 stack.extend(pending)
                 continue
